@@ -1,0 +1,221 @@
+/* test_tri: the smallest Venus smoke test.
+ *
+ * Renders a vertex-coloured triangle offscreen (no WSI: none works reliably
+ * under Venus headless), copies the image into a host-visible buffer, and
+ * reports the FNV-1a checksum of the pixels and the frame rate over N frames.
+ */
+#include "vr.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "tri.frag.h"
+#include "tri.vert.h"
+
+#define FORMAT VK_FORMAT_R8G8B8A8_UNORM
+
+int main(int argc, char **argv) {
+    struct vr vr;
+    vr_parse_args(&vr, "test_tri", argc, argv, 256, 256, 100);
+    vr_init(&vr, NULL, 0);
+    VkDevice dev = vr.device;
+    const uint32_t w = vr.opt.width, h = vr.opt.height;
+
+    /* Colour target (device-local, optimal tiling). */
+    VkImageCreateInfo ici = {
+        .sType = VK_STRUCTURE_TYPE_IMAGE_CREATE_INFO,
+        .imageType = VK_IMAGE_TYPE_2D,
+        .format = FORMAT,
+        .extent = {w, h, 1},
+        .mipLevels = 1,
+        .arrayLayers = 1,
+        .samples = VK_SAMPLE_COUNT_1_BIT,
+        .tiling = VK_IMAGE_TILING_OPTIMAL,
+        .usage = VK_IMAGE_USAGE_COLOR_ATTACHMENT_BIT | VK_IMAGE_USAGE_TRANSFER_SRC_BIT,
+        .initialLayout = VK_IMAGE_LAYOUT_UNDEFINED,
+    };
+    VkImage image;
+    VR_CHECK(&vr, vkCreateImage(dev, &ici, NULL, &image));
+    VkMemoryRequirements ireq;
+    vkGetImageMemoryRequirements(dev, image, &ireq);
+    VkDeviceMemory imem = vr_alloc(&vr, ireq, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT);
+    VR_CHECK(&vr, vkBindImageMemory(dev, image, imem, 0));
+
+    VkImageViewCreateInfo vci = {
+        .sType = VK_STRUCTURE_TYPE_IMAGE_VIEW_CREATE_INFO,
+        .image = image,
+        .viewType = VK_IMAGE_VIEW_TYPE_2D,
+        .format = FORMAT,
+        .subresourceRange = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 1, 0, 1},
+    };
+    VkImageView view;
+    VR_CHECK(&vr, vkCreateImageView(dev, &vci, NULL, &view));
+
+    /* Read-back buffer (host-visible, coherent). */
+    VkBufferCreateInfo bci = {
+        .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
+        .size = (VkDeviceSize)w * h * 4,
+        .usage = VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+    };
+    VkBuffer buffer;
+    VR_CHECK(&vr, vkCreateBuffer(dev, &bci, NULL, &buffer));
+    VkMemoryRequirements breq;
+    vkGetBufferMemoryRequirements(dev, buffer, &breq);
+    VkDeviceMemory bmem = vr_alloc(
+        &vr, breq, VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT);
+    VR_CHECK(&vr, vkBindBufferMemory(dev, buffer, bmem, 0));
+
+    /* Render pass: clear, draw, leave the image ready to copy from. */
+    VkAttachmentDescription att = {
+        .format = FORMAT,
+        .samples = VK_SAMPLE_COUNT_1_BIT,
+        .loadOp = VK_ATTACHMENT_LOAD_OP_CLEAR,
+        .storeOp = VK_ATTACHMENT_STORE_OP_STORE,
+        .stencilLoadOp = VK_ATTACHMENT_LOAD_OP_DONT_CARE,
+        .stencilStoreOp = VK_ATTACHMENT_STORE_OP_DONT_CARE,
+        .initialLayout = VK_IMAGE_LAYOUT_UNDEFINED,
+        .finalLayout = VK_IMAGE_LAYOUT_TRANSFER_SRC_OPTIMAL,
+    };
+    VkAttachmentReference ref = {0, VK_IMAGE_LAYOUT_COLOR_ATTACHMENT_OPTIMAL};
+    VkSubpassDescription sub = {
+        .pipelineBindPoint = VK_PIPELINE_BIND_POINT_GRAPHICS,
+        .colorAttachmentCount = 1,
+        .pColorAttachments = &ref,
+    };
+    VkSubpassDependency dep = {
+        .srcSubpass = 0,
+        .dstSubpass = VK_SUBPASS_EXTERNAL,
+        .srcStageMask = VK_PIPELINE_STAGE_COLOR_ATTACHMENT_OUTPUT_BIT,
+        .dstStageMask = VK_PIPELINE_STAGE_TRANSFER_BIT,
+        .srcAccessMask = VK_ACCESS_COLOR_ATTACHMENT_WRITE_BIT,
+        .dstAccessMask = VK_ACCESS_TRANSFER_READ_BIT,
+    };
+    VkRenderPassCreateInfo rpci = {
+        .sType = VK_STRUCTURE_TYPE_RENDER_PASS_CREATE_INFO,
+        .attachmentCount = 1,
+        .pAttachments = &att,
+        .subpassCount = 1,
+        .pSubpasses = &sub,
+        .dependencyCount = 1,
+        .pDependencies = &dep,
+    };
+    VkRenderPass pass;
+    VR_CHECK(&vr, vkCreateRenderPass(dev, &rpci, NULL, &pass));
+    VkFramebufferCreateInfo fci = {
+        .sType = VK_STRUCTURE_TYPE_FRAMEBUFFER_CREATE_INFO,
+        .renderPass = pass,
+        .attachmentCount = 1,
+        .pAttachments = &view,
+        .width = w,
+        .height = h,
+        .layers = 1,
+    };
+    VkFramebuffer fb;
+    VR_CHECK(&vr, vkCreateFramebuffer(dev, &fci, NULL, &fb));
+
+    /* Pipeline. */
+    VkShaderModule vs = vr_shader(&vr, tri_vert, sizeof(tri_vert));
+    VkShaderModule fs = vr_shader(&vr, tri_frag, sizeof(tri_frag));
+    VkPipelineShaderStageCreateInfo stages[2] = {
+        {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+         .stage = VK_SHADER_STAGE_VERTEX_BIT, .module = vs, .pName = "main"},
+        {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+         .stage = VK_SHADER_STAGE_FRAGMENT_BIT, .module = fs, .pName = "main"},
+    };
+    VkPipelineVertexInputStateCreateInfo vi = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_VERTEX_INPUT_STATE_CREATE_INFO};
+    VkPipelineInputAssemblyStateCreateInfo ia = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_INPUT_ASSEMBLY_STATE_CREATE_INFO,
+        .topology = VK_PRIMITIVE_TOPOLOGY_TRIANGLE_LIST};
+    VkViewport viewport = {0, 0, (float)w, (float)h, 0, 1};
+    VkRect2D scissor = {{0, 0}, {w, h}};
+    VkPipelineViewportStateCreateInfo vp = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_VIEWPORT_STATE_CREATE_INFO,
+        .viewportCount = 1, .pViewports = &viewport, .scissorCount = 1, .pScissors = &scissor};
+    VkPipelineRasterizationStateCreateInfo rs = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_RASTERIZATION_STATE_CREATE_INFO,
+        .polygonMode = VK_POLYGON_MODE_FILL, .cullMode = VK_CULL_MODE_NONE,
+        .frontFace = VK_FRONT_FACE_CLOCKWISE, .lineWidth = 1.0f};
+    VkPipelineMultisampleStateCreateInfo ms = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_MULTISAMPLE_STATE_CREATE_INFO,
+        .rasterizationSamples = VK_SAMPLE_COUNT_1_BIT};
+    VkPipelineColorBlendAttachmentState cba = {.colorWriteMask = 0xf};
+    VkPipelineColorBlendStateCreateInfo cb = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_COLOR_BLEND_STATE_CREATE_INFO,
+        .attachmentCount = 1, .pAttachments = &cba};
+    VkPipelineLayoutCreateInfo plci = {.sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO};
+    VkPipelineLayout layout;
+    VR_CHECK(&vr, vkCreatePipelineLayout(dev, &plci, NULL, &layout));
+    VkGraphicsPipelineCreateInfo gpci = {
+        .sType = VK_STRUCTURE_TYPE_GRAPHICS_PIPELINE_CREATE_INFO,
+        .stageCount = 2, .pStages = stages, .pVertexInputState = &vi,
+        .pInputAssemblyState = &ia, .pViewportState = &vp, .pRasterizationState = &rs,
+        .pMultisampleState = &ms, .pColorBlendState = &cb, .layout = layout,
+        .renderPass = pass, .subpass = 0};
+    VkPipeline pipeline;
+    VR_CHECK(&vr, vkCreateGraphicsPipelines(dev, VK_NULL_HANDLE, 1, &gpci, NULL, &pipeline));
+
+    /* One command buffer: draw, then copy to the read-back buffer. */
+    VkCommandBufferAllocateInfo cbai = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+        .commandPool = vr.pool, .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY, .commandBufferCount = 1};
+    VkCommandBuffer cmd;
+    VR_CHECK(&vr, vkAllocateCommandBuffers(dev, &cbai, &cmd));
+    VkCommandBufferBeginInfo begin = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+    VR_CHECK(&vr, vkBeginCommandBuffer(cmd, &begin));
+    VkClearValue clear = {.color = {{0.05f, 0.05f, 0.08f, 1.0f}}};
+    VkRenderPassBeginInfo rpbi = {
+        .sType = VK_STRUCTURE_TYPE_RENDER_PASS_BEGIN_INFO, .renderPass = pass, .framebuffer = fb,
+        .renderArea = {{0, 0}, {w, h}}, .clearValueCount = 1, .pClearValues = &clear};
+    vkCmdBeginRenderPass(cmd, &rpbi, VK_SUBPASS_CONTENTS_INLINE);
+    vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_GRAPHICS, pipeline);
+    vkCmdDraw(cmd, 3, 1, 0, 0);
+    vkCmdEndRenderPass(cmd);
+    VkBufferImageCopy region = {
+        .imageSubresource = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 0, 1}, .imageExtent = {w, h, 1}};
+    vkCmdCopyImageToBuffer(cmd, image, VK_IMAGE_LAYOUT_TRANSFER_SRC_OPTIMAL, buffer, 1, &region);
+    VkBufferMemoryBarrier to_host = {
+        .sType = VK_STRUCTURE_TYPE_BUFFER_MEMORY_BARRIER,
+        .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT, .dstAccessMask = VK_ACCESS_HOST_READ_BIT,
+        .srcQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED, .dstQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED,
+        .buffer = buffer, .size = VK_WHOLE_SIZE};
+    vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 0, NULL,
+                         1, &to_host, 0, NULL);
+    VR_CHECK(&vr, vkEndCommandBuffer(cmd));
+
+    /* The smoke test waits for each frame: simple, and it exercises the fence path. */
+    VkFenceCreateInfo fnci = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    VkFence fence;
+    VR_CHECK(&vr, vkCreateFence(dev, &fnci, NULL, &fence));
+    VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1,
+                       .pCommandBuffers = &cmd};
+    double t0 = vr_now();
+    for (uint32_t i = 0; i < vr.opt.frames; i++) {
+        VR_CHECK(&vr, vkQueueSubmit(vr.queue, 1, &si, fence));
+        VR_CHECK(&vr, vkWaitForFences(dev, 1, &fence, VK_TRUE, UINT64_MAX));
+        VR_CHECK(&vr, vkResetFences(dev, 1, &fence));
+    }
+    double fps = vr.opt.frames / (vr_now() - t0);
+
+    void *pixels;
+    VR_CHECK(&vr, vkMapMemory(dev, bmem, 0, VK_WHOLE_SIZE, 0, &pixels));
+    uint64_t sum = vr_fnv1a(pixels, w, h, (size_t)w * 4);
+    const char *frame = vr_save_frame(&vr, pixels, (size_t)w * 4);
+    vkUnmapMemory(dev, bmem);
+    vr_report(&vr, sum, fps, frame, NULL);
+
+    vkDestroyFence(dev, fence, NULL);
+    vkDestroyPipeline(dev, pipeline, NULL);
+    vkDestroyPipelineLayout(dev, layout, NULL);
+    vkDestroyShaderModule(dev, vs, NULL);
+    vkDestroyShaderModule(dev, fs, NULL);
+    vkDestroyFramebuffer(dev, fb, NULL);
+    vkDestroyRenderPass(dev, pass, NULL);
+    vkDestroyBuffer(dev, buffer, NULL);
+    vkFreeMemory(dev, bmem, NULL);
+    vkDestroyImageView(dev, view, NULL);
+    vkDestroyImage(dev, image, NULL);
+    vkFreeMemory(dev, imem, NULL);
+    vr_destroy(&vr);
+    return 0;
+}

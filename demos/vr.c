@@ -1,0 +1,233 @@
+/* venus-repro demo support; see vr.h for the output contract. */
+#include "vr.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static void usage(const char *demo) {
+    fprintf(stderr, "usage: %s [--out DIR] [--size WxH] [--frames N]\n", demo);
+    exit(64);
+}
+
+void vr_parse_args(struct vr *vr, const char *demo, int argc, char **argv, uint32_t width,
+                   uint32_t height, uint32_t frames) {
+    memset(vr, 0, sizeof(*vr));
+    vr->demo = demo;
+    vr->opt.width = width;
+    vr->opt.height = height;
+    vr->opt.frames = frames;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--out") && i + 1 < argc)
+            vr->opt.out_dir = argv[++i];
+        else if (!strcmp(argv[i], "--size") && i + 1 < argc) {
+            if (sscanf(argv[++i], "%ux%u", &vr->opt.width, &vr->opt.height) != 2)
+                usage(demo);
+        } else if (!strcmp(argv[i], "--frames") && i + 1 < argc)
+            vr->opt.frames = (uint32_t)strtoul(argv[++i], NULL, 10);
+        else
+            usage(demo);
+    }
+    if (!vr->opt.width || !vr->opt.height || !vr->opt.frames)
+        usage(demo);
+}
+
+void vr_fail(struct vr *vr, VkResult res, const char *call) {
+    /* "vkCreateInstance(&info, NULL, &x)" -> "vkCreateInstance" */
+    char name[128];
+    size_t n = strcspn(call, "( ");
+    if (n >= sizeof(name))
+        n = sizeof(name) - 1;
+    memcpy(name, call, n);
+    name[n] = 0;
+    fflush(stdout);
+    printf("VK err %d @ %s\n", (int)res, name);
+    printf("VENUS-RESULT {\"demo\": ");
+    json_string(stdout, vr->demo);
+    printf(", \"outcome\": \"error\", \"vk_result\": %d, \"call\": ", (int)res);
+    json_string(stdout, name);
+    printf("}\n");
+    fflush(stdout);
+    exit(2);
+}
+
+void vr_init(struct vr *vr, const char *const *device_extensions, uint32_t n_device_extensions) {
+    VkApplicationInfo app = {
+        .sType = VK_STRUCTURE_TYPE_APPLICATION_INFO,
+        .pApplicationName = vr->demo,
+        .apiVersion = VK_API_VERSION_1_1,
+    };
+    VkInstanceCreateInfo ici = {
+        .sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO,
+        .pApplicationInfo = &app,
+    };
+    VR_CHECK(vr, vkCreateInstance(&ici, NULL, &vr->instance));
+
+    uint32_t count = 1;
+    VkResult res = vkEnumeratePhysicalDevices(vr->instance, &count, &vr->phys);
+    if (res != VK_SUCCESS && res != VK_INCOMPLETE)
+        vr_fail(vr, res, "vkEnumeratePhysicalDevices");
+    if (count == 0)
+        vr_fail(vr, VK_ERROR_INITIALIZATION_FAILED, "vkEnumeratePhysicalDevices");
+    vkGetPhysicalDeviceProperties(vr->phys, &vr->props);
+    vkGetPhysicalDeviceMemoryProperties(vr->phys, &vr->mem);
+    if (vr->props.apiVersion >= VK_API_VERSION_1_2) {
+        VkPhysicalDeviceDriverProperties drv = {
+            .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES};
+        VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2,
+                                          .pNext = &drv};
+        vkGetPhysicalDeviceProperties2(vr->phys, &p2);
+        memcpy(vr->driver_name, drv.driverName, sizeof(vr->driver_name));
+        memcpy(vr->driver_info, drv.driverInfo, sizeof(vr->driver_info));
+    }
+
+    uint32_t nq = 0;
+    vkGetPhysicalDeviceQueueFamilyProperties(vr->phys, &nq, NULL);
+    VkQueueFamilyProperties qf[16];
+    if (nq > 16)
+        nq = 16;
+    vkGetPhysicalDeviceQueueFamilyProperties(vr->phys, &nq, qf);
+    vr->queue_family = UINT32_MAX;
+    for (uint32_t i = 0; i < nq; i++)
+        if (qf[i].queueFlags & VK_QUEUE_GRAPHICS_BIT) {
+            vr->queue_family = i;
+            break;
+        }
+    if (vr->queue_family == UINT32_MAX)
+        vr_fail(vr, VK_ERROR_FEATURE_NOT_PRESENT, "vkGetPhysicalDeviceQueueFamilyProperties");
+
+    float prio = 1.0f;
+    VkDeviceQueueCreateInfo qci = {
+        .sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
+        .queueFamilyIndex = vr->queue_family,
+        .queueCount = 1,
+        .pQueuePriorities = &prio,
+    };
+    VkDeviceCreateInfo dci = {
+        .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
+        .queueCreateInfoCount = 1,
+        .pQueueCreateInfos = &qci,
+        .enabledExtensionCount = n_device_extensions,
+        .ppEnabledExtensionNames = device_extensions,
+    };
+    VR_CHECK(vr, vkCreateDevice(vr->phys, &dci, NULL, &vr->device));
+    vkGetDeviceQueue(vr->device, vr->queue_family, 0, &vr->queue);
+    VkCommandPoolCreateInfo pci = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+        .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
+        .queueFamilyIndex = vr->queue_family,
+    };
+    VR_CHECK(vr, vkCreateCommandPool(vr->device, &pci, NULL, &vr->pool));
+}
+
+void vr_destroy(struct vr *vr) {
+    if (vr->device) {
+        vkDeviceWaitIdle(vr->device);
+        vkDestroyCommandPool(vr->device, vr->pool, NULL);
+        vkDestroyDevice(vr->device, NULL);
+    }
+    if (vr->instance)
+        vkDestroyInstance(vr->instance, NULL);
+}
+
+uint32_t vr_memory_type(struct vr *vr, uint32_t type_bits, VkMemoryPropertyFlags want) {
+    for (uint32_t i = 0; i < vr->mem.memoryTypeCount; i++)
+        if ((type_bits & (1u << i)) && (vr->mem.memoryTypes[i].propertyFlags & want) == want)
+            return i;
+    vr_fail(vr, VK_ERROR_FEATURE_NOT_PRESENT, "vr_memory_type");
+}
+
+VkDeviceMemory vr_alloc(struct vr *vr, VkMemoryRequirements req, VkMemoryPropertyFlags want) {
+    VkMemoryAllocateInfo mai = {
+        .sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO,
+        .allocationSize = req.size,
+        .memoryTypeIndex = vr_memory_type(vr, req.memoryTypeBits, want),
+    };
+    VkDeviceMemory mem;
+    VR_CHECK(vr, vkAllocateMemory(vr->device, &mai, NULL, &mem));
+    return mem;
+}
+
+VkShaderModule vr_shader(struct vr *vr, const uint32_t *code, size_t size) {
+    VkShaderModuleCreateInfo ci = {
+        .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
+        .codeSize = size,
+        .pCode = code,
+    };
+    VkShaderModule m;
+    VR_CHECK(vr, vkCreateShaderModule(vr->device, &ci, NULL, &m));
+    return m;
+}
+
+double vr_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+uint64_t vr_fnv1a(const uint8_t *pixels, uint32_t width, uint32_t height, size_t row_pitch) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (uint32_t y = 0; y < height; y++) {
+        const uint8_t *row = pixels + (size_t)y * row_pitch;
+        for (size_t x = 0; x < (size_t)width * 4; x++) {
+            h ^= row[x];
+            h *= 0x100000001b3ull;
+        }
+    }
+    return h;
+}
+
+const char *vr_save_frame(struct vr *vr, const uint8_t *pixels, size_t row_pitch) {
+    static char path[4096];
+    if (!vr->opt.out_dir)
+        return NULL;
+    snprintf(path, sizeof(path), "%s/%s.rgba", vr->opt.out_dir, vr->demo);
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        perror(path);
+        return NULL;
+    }
+    for (uint32_t y = 0; y < vr->opt.height; y++)
+        fwrite(pixels + (size_t)y * row_pitch, 4, vr->opt.width, f);
+    fclose(f);
+    return path;
+}
+
+void vr_report(struct vr *vr, uint64_t checksum, double fps, const char *frame_path,
+               const char *extra_json) {
+    uint32_t v = vr->props.apiVersion;
+    printf("VENUS-RESULT {\"demo\": ");
+    json_string(stdout, vr->demo);
+    printf(", \"outcome\": \"pass\", \"checksum\": \"fnv1a64:%016llx\", \"fps\": %.2f, "
+           "\"frames\": %u, \"width\": %u, \"height\": %u, \"device\": ",
+           (unsigned long long)checksum, fps, vr->opt.frames, vr->opt.width, vr->opt.height);
+    json_string(stdout, vr->props.deviceName);
+    printf(", \"driver\": ");
+    json_string(stdout, vr->driver_name);
+    printf(", \"driver_info\": ");
+    json_string(stdout, vr->driver_info);
+    printf(", \"api_version\": \"%u.%u.%u\", \"frame\": ", VK_API_VERSION_MAJOR(v),
+           VK_API_VERSION_MINOR(v), VK_API_VERSION_PATCH(v));
+    if (frame_path)
+        json_string(stdout, frame_path);
+    else
+        printf("null");
+    if (extra_json && *extra_json)
+        printf(", %s", extra_json);
+    printf("}\n");
+    fflush(stdout);
+}

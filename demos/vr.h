@@ -1,0 +1,66 @@
+/* venus-repro demo support: device set-up, offscreen targets, read-back,
+ * checksums and the result lines the driver parses.
+ *
+ * Output contract (driver/protocol.py):
+ *   VENUS-RESULT {"demo": …, "outcome": "pass"|"error", …}   one JSON object per line
+ *   VK err <VkResult> @ <call>                                 on any Vulkan failure,
+ *                                                              the format the user's demos print
+ * The same source is built for the guest (aarch64, Venus) and for the host
+ * (lavapipe), so the two checksums can be compared bit for bit.
+ */
+#ifndef VR_H
+#define VR_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <vulkan/vulkan.h>
+
+struct vr_options {
+    const char *out_dir; /* where the checked frame goes (raw RGBA), or NULL */
+    uint32_t width, height;
+    uint32_t frames;
+};
+
+struct vr {
+    const char *demo;
+    struct vr_options opt;
+    VkInstance instance;
+    VkPhysicalDevice phys;
+    VkDevice device;
+    VkQueue queue;
+    uint32_t queue_family;
+    VkCommandPool pool;
+    VkPhysicalDeviceProperties props;
+    VkPhysicalDeviceMemoryProperties mem;
+    char driver_name[VK_MAX_DRIVER_NAME_SIZE];
+    char driver_info[VK_MAX_DRIVER_INFO_SIZE];
+};
+
+/* A Vulkan call that must succeed: on failure print both result lines and exit. */
+#define VR_CHECK(vr, call)                                                                     \
+    do {                                                                                       \
+        VkResult vr_res_ = (call);                                                             \
+        if (vr_res_ != VK_SUCCESS)                                                             \
+            vr_fail((vr), vr_res_, #call);                                                     \
+    } while (0)
+
+void vr_parse_args(struct vr *vr, const char *demo, int argc, char **argv, uint32_t width,
+                   uint32_t height, uint32_t frames);
+void vr_fail(struct vr *vr, VkResult res, const char *call) __attribute__((noreturn));
+void vr_init(struct vr *vr, const char *const *device_extensions, uint32_t n_device_extensions);
+void vr_destroy(struct vr *vr);
+
+uint32_t vr_memory_type(struct vr *vr, uint32_t type_bits, VkMemoryPropertyFlags want);
+VkDeviceMemory vr_alloc(struct vr *vr, VkMemoryRequirements req, VkMemoryPropertyFlags want);
+VkShaderModule vr_shader(struct vr *vr, const uint32_t *code, size_t size);
+double vr_now(void);
+
+/* 64-bit FNV-1a over the pixels, row by row (row_pitch may exceed width*4). */
+uint64_t vr_fnv1a(const uint8_t *pixels, uint32_t width, uint32_t height, size_t row_pitch);
+/* Write the frame as raw RGBA to <out_dir>/<demo>.rgba; returns the path or NULL. */
+const char *vr_save_frame(struct vr *vr, const uint8_t *pixels, size_t row_pitch);
+/* Print the VENUS-RESULT line of a passing run. */
+void vr_report(struct vr *vr, uint64_t checksum, double fps, const char *frame_path,
+               const char *extra_json);
+
+#endif

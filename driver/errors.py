@@ -1,0 +1,28 @@
+"""Errors the CLI turns into one clear line and a non-zero exit.
+
+Every failure a user can cause or meet (bad input, a missing pin, a component
+that lacks Venus) is a ``VenusReproError`` whose message names the fix. Anything
+else reaching the CLI is a bug in venus-repro and is reported as such.
+"""
+
+
+class VenusReproError(Exception):
+    """A failure with a message meant for the user; exit status 2."""
+
+    exit_code = 2
+
+
+class UsageError(VenusReproError):
+    """Bad input: unknown profile or demo, a kernel path that is not a kernel."""
+
+
+class PinError(VenusReproError):
+    """The lock file and the package mirror disagree, or a pin is missing."""
+
+
+class ProvisionError(VenusReproError):
+    """A component could not be provisioned."""
+
+
+class MachineError(VenusReproError):
+    """QEMU could not be started or driven."""

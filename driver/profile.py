@@ -1,0 +1,138 @@
+"""Profiles: which components a run uses, read from ``data/profiles/*.yaml``."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import os
+import platform
+from pathlib import Path
+
+import yaml
+
+from .errors import UsageError
+
+DATA = Path(str(importlib.resources.files("driver") / "data"))
+PROFILES = DATA / "profiles"
+PINS = DATA / "pins"
+
+# Debian architecture names for the machine we run on.
+_DEBIAN_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+def host_debian_arch() -> str:
+    machine = platform.machine()
+    try:
+        return _DEBIAN_ARCH[machine]
+    except KeyError:
+        raise UsageError(
+            f"host architecture {machine} is not supported by the Debian profile "
+            "(supported: x86_64, aarch64)"
+        ) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class QemuOptions:
+    machine: str
+    cpu: str
+    smp: int
+    memory: str
+    hostmem: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    suite: str
+    lock_path: Path
+    page_size: int
+    host_packages: tuple[str, ...]
+    guest_arch: str
+    guest_packages: tuple[str, ...]
+    guest_drop: tuple[str, ...]
+    kernels: dict[str, str]
+    default_kernel: str
+    guest_modules: tuple[str, ...]
+    qemu: QemuOptions
+
+    def package_sets(self) -> dict[str, tuple[str, tuple[str, ...], bool]]:
+        """Every set the lock pins: name → (Debian arch, requested packages, with deps).
+
+        Both host architectures are pinned, so one lock serves x86_64 and
+        aarch64 hosts alike.
+        """
+        sets = {
+            f"host-{arch}": (arch, self.host_packages, True) for arch in ("amd64", "arm64")
+        }
+        sets[f"guest-{self.guest_arch}"] = (self.guest_arch, self.guest_packages, True)
+        for flavour, meta in self.kernels.items():
+            sets[f"kernel-{flavour}"] = (self.guest_arch, (meta,), False)
+        return sets
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in PROFILES.glob("*.yaml"))
+
+
+def _require(doc: dict, key: str, kind: type, where: str):
+    if key not in doc:
+        raise UsageError(f"{where}: missing field '{key}'")
+    value = doc[key]
+    if not isinstance(value, kind):
+        raise UsageError(f"{where}: field '{key}' must be a {kind.__name__}")
+    return value
+
+
+def load(name_or_path: str) -> Profile:
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.exists()):
+        path = PROFILES / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise UsageError(
+                f"unknown profile '{name_or_path}' (available: {', '.join(available())})"
+            )
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: malformed YAML: {exc}") from None
+    where = str(path)
+    if not isinstance(doc, dict):
+        raise UsageError(f"{where}: a profile is a mapping")
+    host = _require(doc, "host", dict, where)
+    guest = _require(doc, "guest", dict, where)
+    qemu = _require(doc, "qemu", dict, where)
+    kernels = _require(doc, "kernels", dict, where)
+    default_kernel = _require(doc, "default_kernel", str, where)
+    if default_kernel not in kernels:
+        raise UsageError(f"{where}: default_kernel '{default_kernel}' is not in kernels")
+    return Profile(
+        name=_require(doc, "name", str, where),
+        description=doc.get("description", ""),
+        suite=_require(doc, "suite", str, where),
+        lock_path=PINS / _require(doc, "lock", str, where),
+        page_size=_require(doc, "page_size", int, where),
+        host_packages=tuple(_require(host, "packages", list, f"{where}: host")),
+        guest_arch=_require(guest, "arch", str, f"{where}: guest"),
+        guest_packages=tuple(_require(guest, "packages", list, f"{where}: guest")),
+        guest_drop=tuple(guest.get("drop", [])),
+        kernels={str(k): str(v) for k, v in kernels.items()},
+        default_kernel=default_kernel,
+        guest_modules=tuple(_require(doc, "guest_modules", list, where)),
+        qemu=QemuOptions(
+            machine=str(qemu.get("machine", "virt")),
+            cpu=str(qemu.get("cpu", "max")),
+            smp=int(qemu.get("smp", 2)),
+            memory=str(qemu.get("memory", "2G")),
+            hostmem=str(qemu.get("hostmem", "1G")),
+        ),
+    )
+
+
+def cache_dir() -> Path:
+    """``$VENUS_REPRO_CACHE``, else ``$XDG_CACHE_HOME/venus-repro``, else ``~/.cache/venus-repro``."""
+    env = os.environ.get("VENUS_REPRO_CACHE")
+    if env:
+        return Path(env).expanduser().resolve()
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(xdg).resolve() / "venus-repro"

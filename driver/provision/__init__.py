@@ -1,0 +1,239 @@
+"""Provisioning: turn a profile and its lock into the files a run needs.
+
+Each product is built once, keyed by the digest of exactly what went into it
+(pins, sources), and published atomically:
+
+    $VENUS_REPRO_CACHE/
+      debs/                  pinned .deb files, sha256-verified
+      apt/<suite>-<arch>/    private apt state (only read when a .deb is missing)
+      roots/host-<arch>-*/   host userland: QEMU, virglrenderer, Mesa, gcc
+      guest/root-*/          guest userland (arm64), before packing
+      kernels/<flavour>-*/   vmlinuz + the modules the guest loads
+      demos/build-*/         demo binaries, host and guest
+      initramfs/initrd-*/    the packed guest (cpio)
+
+A warm cache needs no network: apt is consulted only for missing files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+from .. import demos, log, sandbox
+from ..errors import ProvisionError
+from ..profile import Profile, cache_dir, host_debian_arch
+from . import initramfs, kernel, sysroot
+from .apt import AptRepo, Pin
+from .lock import Lock, set_digest
+from .store import DebStore
+
+INIT_SCRIPT = Path(__file__).resolve().parent.parent / "guest" / "init.sh"
+GUEST_MODULE_DIR = "lib/venus-repro/modules"
+GUEST_BIN_DIR = "opt/venus-repro/bin"
+LVP_ICD = "/usr/share/vulkan/icd.d/lvp_icd.json"
+_GNU_ARCH = {"amd64": "x86_64", "arm64": "aarch64"}
+
+
+@dataclasses.dataclass
+class Components:
+    """Everything a run uses, with the identities the result records."""
+
+    profile: Profile
+    lock_digest: str
+    host_root: Path
+    host_arch: str
+    kernel: kernel.ImageInfo
+    kernel_flavour: str
+    kernel_release: str | None
+    initramfs: Path
+    demo_bin: Path  # host builds of the demos (inside host_root's view: same path)
+    versions: dict[str, str]
+
+    @property
+    def lavapipe_icd(self) -> str:
+        return LVP_ICD
+
+
+class Provisioner:
+    def __init__(self, profile: Profile, cache: Path | None = None):
+        self.profile = profile
+        self.cache = cache or cache_dir()
+        self.store = DebStore(self.cache)
+        self._repos: dict[str, AptRepo] = {}
+        self.lock = Lock.load(profile)
+
+    def _repo(self, arch: str) -> AptRepo:
+        if arch not in self._repos:
+            self._repos[arch] = AptRepo(self.cache / "apt" / f"{self.profile.suite}-{arch}", self.profile.suite, arch)
+        return self._repos[arch]
+
+    def _fetch(self, set_name: str) -> list[Pin]:
+        pins = self.lock.pins(set_name)
+        missing = self.store.missing(pins)
+        if missing:
+            arch = self.lock.doc["sets"][set_name]["arch"]
+            with log.nested(f"fetching {set_name}: {len(missing)} of {len(pins)} packages missing from the cache"):
+                self.store.ensure(pins, self._repo(arch))
+        return pins
+
+    # --- products -----------------------------------------------------------------------
+
+    def host_root(self, arch: str) -> Path:
+        set_name = f"host-{arch}"
+        pins = self.lock.pins(set_name)
+        final = self.cache / "roots" / f"{set_name}-{set_digest(pins)}"
+        if final.exists():
+            return final
+
+        def build(tmp: Path) -> None:
+            sysroot.unpack_all(self._fetch(set_name), self.store, tmp, set_name)
+            for d in ("proc", "sys", "dev", "tmp", "root"):
+                (tmp / d).mkdir(exist_ok=True)
+            subprocess.run(["chroot", str(tmp), "/usr/sbin/ldconfig"], check=True)
+
+        with log.nested(f"building the host root ({len(pins)} packages)"):
+            return sysroot.build_once(final, build)
+
+    def guest_root(self) -> Path:
+        set_name = f"guest-{self.profile.guest_arch}"
+        pins = self.lock.pins(set_name)
+        final = self.cache / "guest" / f"root-{set_digest(pins, *self.profile.guest_drop)}"
+        if final.exists():
+            return final
+
+        def build(tmp: Path) -> None:
+            sysroot.unpack_all(self._fetch(set_name), self.store, tmp, set_name)
+            sysroot.drop(tmp, self.profile.guest_drop)
+
+        with log.nested(f"building the guest userland ({len(pins)} packages)"):
+            return sysroot.build_once(final, build)
+
+    def kernel_dir(self, flavour: str) -> Path:
+        set_name = f"kernel-{flavour}"
+        pins = self.lock.pins(set_name)
+        final = self.cache / "kernels" / f"{flavour}-{set_digest(pins, *self.profile.guest_modules)}"
+        if final.exists():
+            return final
+
+        def build(tmp: Path) -> None:
+            unpacked = tmp / "pkg"
+            sysroot.unpack_all(self._fetch(set_name), self.store, unpacked, set_name)
+            images = sorted((unpacked / "boot").glob("vmlinuz-*"))
+            if len(images) != 1:
+                raise ProvisionError(f"{set_name}: expected one /boot/vmlinuz-*, found {len(images)}")
+            shutil.move(images[0], tmp / "vmlinuz")
+            modroot = unpacked / "usr/lib/modules"
+            release = kernel.kernel_release(modroot)
+            (tmp / "release").write_text(release + "\n")
+            order = kernel.modules_in_load_order(modroot / release, self.profile.guest_modules)
+            (tmp / "modules").mkdir()
+            names = []
+            for path in order:
+                name = kernel.module_name(path) + ".ko"
+                (tmp / "modules" / name).write_bytes(kernel.read_module(path))
+                names.append(name)
+            (tmp / "modules.order").write_text("".join(f"{n}\n" for n in names))
+            shutil.rmtree(unpacked)
+
+        with log.nested(f"preparing the {flavour} guest kernel"):
+            return sysroot.build_once(final, build)
+
+    def demo_build(self, host_root: Path, guest_root: Path) -> Path:
+        key = hashlib.sha256(f"{host_root.name} {guest_root.name} {demos.source_digest()}".encode()).hexdigest()[:16]
+        final = self.cache / "demos" / f"build-{key}"
+        if final.exists():
+            return final
+        libdir = f"usr/lib/{_GNU_ARCH[self.profile.guest_arch]}-linux-gnu"
+        with log.nested("building the demos (host and aarch64)"):
+            # The sandbox binds the output at the same path inside the root, so
+            # build straight into a temporary directory that is renamed at the end.
+            return sysroot.build_once(final, lambda tmp: demos.build(host_root, guest_root, libdir, tmp))
+
+    def initramfs(self, guest_root: Path, kernel_dir: Path | None, demo_dir: Path) -> Path:
+        init = INIT_SCRIPT.read_bytes()
+        key = hashlib.sha256(
+            b"\0".join([guest_root.name.encode(), str(kernel_dir).encode(), demo_dir.name.encode(), init])
+        ).hexdigest()[:16]
+        final = self.cache / "initramfs" / f"initrd-{key}"
+        if final.exists():
+            return final / "initrd.cpio"
+
+        def build(tmp: Path) -> None:
+            tree = tmp / "tree"
+            shutil.copytree(guest_root, tree, symlinks=True)
+            (tree / "init").write_bytes(init)
+            (tree / "init").chmod(0o755)
+            (tree / "etc/venus-repro").mkdir(parents=True, exist_ok=True)
+            modules = []
+            if kernel_dir is not None:
+                shutil.copytree(kernel_dir / "modules", tree / GUEST_MODULE_DIR)
+                modules = [f"/{GUEST_MODULE_DIR}/{n}" for n in (kernel_dir / "modules.order").read_text().split()]
+            (tree / "etc/venus-repro/modules").write_text("".join(f"{m}\n" for m in modules))
+            shutil.copytree(demo_dir / "guest", tree / GUEST_BIN_DIR)
+            size = initramfs.write_cpio(tree, tmp / "initrd.cpio")
+            shutil.rmtree(tree)
+            log.info(f"initramfs: {size / 1e6:.1f} MB, {len(modules)} modules")
+
+        with log.nested("packing the guest initramfs"):
+            return sysroot.build_once(final, build) / "initrd.cpio"
+
+    def versions(self, host_arch: str) -> dict[str, str]:
+        def version(set_name: str, pkg: str) -> str:
+            for p in self.lock.pins(set_name):
+                if p.name == pkg:
+                    return p.version
+            return "?"
+
+        host = f"host-{host_arch}"
+        guest = f"guest-{self.profile.guest_arch}"
+        return {
+            "qemu": version(host, "qemu-system-arm"),
+            "virglrenderer": version(host, "libvirglrenderer1"),
+            "host_mesa": version(host, "mesa-vulkan-drivers"),
+            "guest_mesa": version(guest, "mesa-vulkan-drivers"),
+            "vulkan_loader": version(host, "libvulkan1"),
+        }
+
+    def provision(self, kernel_flavour: str | None = None, kernel_image: Path | None = None) -> Components:
+        sandbox.require_root()
+        profile = self.profile
+        flavour = kernel_flavour or profile.default_kernel
+        if flavour not in profile.kernels:
+            from ..errors import UsageError
+
+            raise UsageError(
+                f"unknown kernel flavour '{flavour}' for profile {profile.name} "
+                f"(available: {', '.join(profile.kernels)})"
+            )
+        if kernel_image is not None:
+            image = kernel.read_image(kernel_image)  # bad input fails before any download
+        arch = host_debian_arch()
+        with log.nested(f"provisioning profile {profile.name} (host {arch})"):
+            host_root = self.host_root(arch)
+            guest_root = self.guest_root()
+            if kernel_image is None:
+                kdir = self.kernel_dir(flavour)
+                image = kernel.read_image(kdir / "vmlinuz")
+                release = (kdir / "release").read_text().strip()
+            else:
+                # A user-supplied Image: its modules are not known, so virtio-gpu
+                # must be built in; the guest reports what it finds.
+                kdir, release, flavour = None, None, "custom"
+            demo_dir = self.demo_build(host_root, guest_root)
+            initrd = self.initramfs(guest_root, kdir, demo_dir)
+        return Components(
+            profile=profile,
+            lock_digest=self.lock.digest(),
+            host_root=host_root,
+            host_arch=arch,
+            kernel=image,
+            kernel_flavour=flavour,
+            kernel_release=release,
+            initramfs=initrd,
+            demo_bin=demo_dir / "host",
+            versions=self.versions(arch),
+        )

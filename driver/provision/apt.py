@@ -1,0 +1,212 @@
+"""A private apt for one Debian suite and architecture.
+
+apt does what it is good at — reading the signed indices, resolving
+dependencies and fetching ``.deb`` files — inside a state directory of our
+own, so the host's apt configuration and dpkg database are never touched.
+The mirror is the one the host's apt already uses (or
+``$VENUS_REPRO_DEBIAN_MIRROR``), so no address is baked into venus-repro.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+import urllib.parse
+from pathlib import Path
+
+from .. import log
+from ..errors import PinError, ProvisionError
+
+KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Pin:
+    """One package at one exact version, as the lock file records it."""
+
+    name: str
+    version: str
+    arch: str
+    filename: str  # pool path, relative to the mirror root
+    size: int
+    sha256: str
+
+    @property
+    def deb_name(self) -> str:
+        return Path(self.filename).name
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def host_mirror() -> str:
+    """The Debian mirror this host's apt uses, or ``$VENUS_REPRO_DEBIAN_MIRROR``."""
+    env = os.environ.get("VENUS_REPRO_DEBIAN_MIRROR")
+    if env:
+        return env.rstrip("/")
+    candidates: list[str] = []
+    sources = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    for path in sources:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        # deb822 .sources files: "URIs: <uri>"; one-line format: "deb [opts] <uri> suite …".
+        candidates += re.findall(r"^URIs:\s*(\S+)", text, re.M)
+        candidates += re.findall(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)", text, re.M)
+    for uri in candidates:
+        path = urllib.parse.urlparse(uri).path.rstrip("/")
+        if path.endswith("/debian"):
+            return uri.rstrip("/")
+    raise ProvisionError(
+        "no Debian mirror found in /etc/apt/sources.list*; set VENUS_REPRO_DEBIAN_MIRROR "
+        "to a Debian archive URL (the directory that holds dists/ and pool/)"
+    )
+
+
+class AptRepo:
+    """apt state for ``suite``/``arch`` under ``root`` (lists, config; no dpkg database)."""
+
+    def __init__(self, root: Path, suite: str, arch: str, mirror: str | None = None):
+        self.root = root
+        self.suite = suite
+        self.arch = arch
+        self._mirror = mirror
+        self._updated = False
+
+    @property
+    def mirror(self) -> str:
+        if self._mirror is None:
+            self._mirror = host_mirror()
+        return self._mirror
+
+    def _options(self) -> list[str]:
+        r = self.root
+        opts = {
+            "Dir": r,
+            "Dir::State::status": r / "status",
+            "Dir::Etc::SourceList": r / "sources.list",
+            "Dir::Etc::SourceParts": "-",
+            "Dir::Etc::Parts": r / "apt.conf.d",
+            "Dir::Etc::PreferencesParts": r / "preferences.d",
+            "Dir::Cache": r / "cache",
+            "Dir::State": r / "state",
+            "APT::Architecture": self.arch,
+            "APT::Architectures::": self.arch,
+            "APT::Install-Recommends": "false",
+            "Debug::NoLocking": "1",
+            "Acquire::Languages": "none",
+        }
+        return [arg for k, v in opts.items() for arg in ("-o", f"{k}={v}")]
+
+    def _setup(self) -> None:
+        if not KEYRING.exists():
+            raise ProvisionError(
+                f"{KEYRING} is missing: install the Debian archive keyring "
+                "(apt-get install debian-archive-keyring)"
+            )
+        for sub in ("apt.conf.d", "preferences.d", "cache/archives/partial", "state/lists/partial"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        (self.root / "status").touch()
+        (self.root / "sources.list").write_text(
+            f"deb [arch={self.arch} signed-by={KEYRING}] {self.mirror} {self.suite} main\n"
+        )
+
+    def _apt(self, tool: str, *args: str, cwd: Path | None = None) -> str:
+        cmd = [tool, *self._options(), *args]
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ProvisionError(
+                f"{tool} {' '.join(args[:3])}… failed for {self.suite}/{self.arch}: "
+                + (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+            )
+        return proc.stdout
+
+    def update(self) -> None:
+        if self._updated:
+            return
+        self._setup()
+        with log.nested(f"reading the {self.suite} package index ({self.arch}) from {self.mirror}"):
+            self._apt("apt-get", "update")
+        self._updated = True
+
+    def resolve(self, packages: tuple[str, ...] | list[str], with_deps: bool) -> list[Pin]:
+        """Pins for ``packages`` and (``with_deps``) everything they depend on.
+
+        apt resolves against an empty dpkg status, so the closure is complete:
+        it is what an empty root needs. Recommends are not followed. Without
+        deps, a meta package (e.g. ``linux-image-arm64-16k``) is replaced by the
+        packages it depends on directly.
+        """
+        self.update()
+        if with_deps:
+            out = self._apt("apt-get", "install", "--download-only", "--print-uris", "-y", *packages)
+            names = []
+            for line in out.splitlines():
+                if line.startswith("'"):
+                    deb = urllib.parse.unquote(line.split()[1])
+                    name, version, _arch = deb[: -len(".deb")].split("_")
+                    names.append(f"{name}={version}")
+        else:
+            names = []
+            for pkg in packages:
+                out = self._apt("apt-cache", "depends", "--no-recommends", "--no-suggests", pkg)
+                deps = re.findall(r"^\s+Depends:\s+(\S+)", out, re.M)
+                names += [d for d in deps if not d.startswith("<")] or [pkg]
+        return sorted(self.show(names))
+
+    def show(self, specs: list[str]) -> list[Pin]:
+        """Pins for ``name`` or ``name=version`` specs, from the index's own records."""
+        out = self._apt("apt-cache", "show", "--no-all-versions", *specs)
+        pins = []
+        for record in out.strip().split("\n\n"):
+            fields = dict(re.findall(r"^([A-Za-z0-9-]+): ?(.*)$", record, re.M))
+            pins.append(
+                Pin(
+                    name=fields["Package"],
+                    version=fields["Version"],
+                    arch=fields["Architecture"],
+                    filename=fields["Filename"],
+                    size=int(fields["Size"]),
+                    sha256=fields["SHA256"],
+                )
+            )
+        return pins
+
+    def download(self, pins: list[Pin], into: Path) -> None:
+        """Fetch ``pins`` into ``into`` (a scratch directory; the caller verifies and files them)."""
+        self.update()
+        into.mkdir(parents=True, exist_ok=True)
+        specs = [f"{p.name}={p.version}" for p in pins]
+        total = sum(p.size for p in pins)
+        log.info(f"downloading {len(pins)} packages ({total / 1e6:.1f} MB) with apt-get")
+        proc = subprocess.Popen(
+            ["apt-get", *self._options(), "download", *specs],
+            cwd=into,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        progress = log.Progress("  fetched", len(pins), " packages")
+        lines = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.rstrip())
+            if line.startswith("Get:"):
+                progress.advance()
+        if proc.wait() != 0:
+            missing = [l for l in lines if "Can't find a source" in l or "Version '" in l]
+            if missing:
+                raise PinError(
+                    f"the {self.suite} mirror no longer serves a pinned version ({missing[0].strip()}); "
+                    "run `venus-repro lock --refresh` to pin what it serves now"
+                )
+            raise ProvisionError(
+                "apt-get download failed: " + (lines[-1] if lines else "(no output)")
+            )
+
+    def clean(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,129 @@
+"""The lock file: every package of a profile pinned by exact version and sha256.
+
+``venus-repro lock --refresh`` writes it from what the mirror serves now and
+shows what changed; everything else only reads it, and refuses to go on when
+it does not cover what the profile asks for.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from pathlib import Path
+
+from .. import log
+from ..errors import PinError
+from ..profile import Profile
+from .apt import AptRepo, Pin
+
+FORMAT = 1
+
+
+def _refresh_hint(profile: Profile) -> str:
+    return f"run `venus-repro lock --refresh --profile {profile.name}` and commit the lock"
+
+
+class Lock:
+    def __init__(self, path: Path, doc: dict):
+        self.path = path
+        self.doc = doc
+
+    @classmethod
+    def load(cls, profile: Profile) -> "Lock":
+        path = profile.lock_path
+        if not path.exists():
+            raise PinError(f"no lock file at {path}; {_refresh_hint(profile)}")
+        try:
+            doc = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise PinError(f"{path} is not valid JSON ({exc}); {_refresh_hint(profile)}") from None
+        if doc.get("format") != FORMAT:
+            raise PinError(f"{path} has lock format {doc.get('format')}, expected {FORMAT}; {_refresh_hint(profile)}")
+        lock = cls(path, doc)
+        lock.check(profile)
+        return lock
+
+    def check(self, profile: Profile) -> None:
+        """The lock must pin exactly what the profile requests, set by set."""
+        sets = self.doc.get("sets", {})
+        for name, (arch, requested, with_deps) in profile.package_sets().items():
+            entry = sets.get(name)
+            if entry is None:
+                raise PinError(f"{self.path} has no pins for '{name}'; {_refresh_hint(profile)}")
+            if (entry.get("arch"), list(entry.get("requested", [])), entry.get("with_deps")) != (
+                arch,
+                list(requested),
+                with_deps,
+            ):
+                raise PinError(
+                    f"{self.path}: the pins for '{name}' were made for a different package list "
+                    f"than profile {profile.name} requests now; {_refresh_hint(profile)}"
+                )
+
+    def pins(self, set_name: str) -> list[Pin]:
+        return [Pin(**p) for p in self.doc["sets"][set_name]["packages"]]
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+def set_digest(pins: list[Pin], *extra: str) -> str:
+    """A short stable key for something built from ``pins`` (and ``extra`` inputs)."""
+    h = hashlib.sha256()
+    for p in sorted(pins):
+        h.update(f"{p.name} {p.version} {p.arch} {p.sha256}\n".encode())
+    for e in extra:
+        h.update(e.encode())
+    return h.hexdigest()[:16]
+
+
+def refresh(profile: Profile, apt_root: Path) -> tuple[dict, list[tuple[str, str, str, str]]]:
+    """Resolve every set against the mirror now; write the lock; return (doc, changes).
+
+    A change is (set, package, old version or '-', new version or '-').
+    """
+    old_sets: dict = {}
+    if profile.lock_path.exists():
+        try:
+            old_sets = json.loads(profile.lock_path.read_text()).get("sets", {})
+        except json.JSONDecodeError:
+            log.warn(f"{profile.lock_path} is not valid JSON; writing it anew")
+    sets = {}
+    repos: dict[str, AptRepo] = {}
+    for name, (arch, requested, with_deps) in profile.package_sets().items():
+        repo = repos.setdefault(arch, AptRepo(apt_root / f"{profile.suite}-{arch}", profile.suite, arch))
+        with log.nested(f"resolving {name}"):
+            pins = repo.resolve(requested, with_deps)
+            log.info(f"{len(pins)} packages, {sum(p.size for p in pins) / 1e6:.1f} MB")
+        sets[name] = {
+            "arch": arch,
+            "requested": list(requested),
+            "with_deps": with_deps,
+            "packages": [p.as_dict() for p in pins],
+        }
+    doc = {
+        "format": FORMAT,
+        "profile": profile.name,
+        "suite": profile.suite,
+        "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "sets": sets,
+    }
+    changes = diff(old_sets, sets)
+    profile.lock_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = profile.lock_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")
+    tmp.replace(profile.lock_path)
+    return doc, changes
+
+
+def diff(old_sets: dict, new_sets: dict) -> list[tuple[str, str, str, str]]:
+    changes = []
+    for set_name in sorted(set(old_sets) | set(new_sets)):
+        old = {p["name"]: p for p in old_sets.get(set_name, {}).get("packages", [])}
+        new = {p["name"]: p for p in new_sets.get(set_name, {}).get("packages", [])}
+        for pkg in sorted(set(old) | set(new)):
+            a, b = old.get(pkg), new.get(pkg)
+            if a is None or b is None or (a["version"], a["sha256"]) != (b["version"], b["sha256"]):
+                changes.append((set_name, pkg, a["version"] if a else "-", b["version"] if b else "-"))
+    return changes

@@ -1,0 +1,105 @@
+"""Run a command inside the provisioned host root, leaving nothing behind.
+
+The command runs in fresh mount and PID namespaces (``unshare``): the bind
+mounts it needs exist only inside them, so they vanish with the command on
+every exit path — success, failure, timeout, Ctrl-C or a crash — with no
+cleanup code that could be skipped. The command is PID 1 of its namespace, so
+when it dies every process it started (QEMU's ``virgl_render_server``) is
+killed by the kernel. ``unshare`` itself gets SIGKILL if venus-repro dies
+(``PR_SET_PDEATHSIG``), which takes the whole namespace down with it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from .errors import ProvisionError
+
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGKILL when venus-repro exits, however it exits."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    os.setsid()
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise ProvisionError(
+            "venus-repro needs root here: the host root is entered with chroot and "
+            "bind mounts in a private namespace (run it with sudo)"
+        )
+    for tool in ("unshare", "chroot", "mount"):
+        if shutil.which(tool) is None:
+            raise ProvisionError(f"'{tool}' is not installed (apt-get install util-linux coreutils mount)")
+
+
+def command(
+    root: Path,
+    argv: Iterable[str],
+    *,
+    binds: Iterable[Path] = (),
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    stdout: Path | None = None,
+    stderr: Path | None = None,
+) -> list[str]:
+    """The argv that runs ``argv`` in ``root`` with ``binds`` visible at the same paths.
+
+    ``env`` replaces the environment entirely (nothing of the caller's leaks
+    in, so a run is reproducible). ``stdout``/``stderr`` redirect to files.
+    """
+    r = shlex.quote(str(root))
+    script = [
+        "set -e",
+        f"mount -t proc proc {r}/proc",
+        f"mount --rbind /sys {r}/sys",
+        f"mount --rbind /dev {r}/dev",
+        f"mount -t tmpfs -o mode=1777 tmpfs {r}/tmp",
+    ]
+    for path in binds:
+        q = shlex.quote(str(path))
+        kind = "-p" if Path(path).is_dir() else ""
+        if kind:
+            script.append(f"mkdir -p {r}{q}")
+        else:
+            script.append(f"mkdir -p {r}{shlex.quote(str(Path(path).parent))} && touch {r}{q}")
+        script.append(f"mount --bind {q} {r}{q}")
+    envs = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", **(env or {})}
+    inner = ["/usr/bin/env", "-i", *(f"{k}={v}" for k, v in envs.items())]
+    if cwd is not None:
+        inner += ["-C", str(cwd)]
+    inner += list(argv)
+    tail = " ".join(shlex.quote(a) for a in inner)
+    if stdout is not None:
+        tail += f" >{shlex.quote(str(stdout))}"
+    if stderr is not None:
+        tail += f" 2>{shlex.quote(str(stderr))}"
+    script.append(f"exec chroot {r} {tail}")
+    return [
+        "unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private",
+        "/bin/sh", "-c", "\n".join(script),
+    ]  # fmt: skip
+
+
+def run(root: Path, argv: Iterable[str], *, timeout: float | None = None, **kw) -> subprocess.CompletedProcess:
+    """Run to completion in ``root``; output captured as text."""
+    cmd = command(root, argv, **kw)
+    try:
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, preexec_fn=die_with_parent
+        )
+    except subprocess.TimeoutExpired as exc:
+        # subprocess.run killed unshare; the kernel kills the namespace with it.
+        return subprocess.CompletedProcess(cmd, -9, exc.stdout or "", (exc.stderr or "") + "\n[timeout]")
