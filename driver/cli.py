@@ -1,0 +1,176 @@
+"""The ``venus-repro`` command line.
+
+Exit status: 0 every expected outcome held · 1 the verdict failed ·
+2 a user-facing error (bad input, missing pin, provisioning) · 130 interrupted ·
+70 a bug in venus-repro (the traceback goes to a file, not the terminal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+from tabulate import tabulate
+
+from . import __version__, demos, log, profile
+from .errors import VenusReproError
+
+
+def _add_profile(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="debian-trixie", help="profile name or YAML path (default: debian-trixie)")
+
+
+def _add_kernel(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--kernel-flavour",
+        metavar="FLAVOUR",
+        help="pinned guest kernel flavour from the profile (debian-trixie: 16k, the default, or 4k)",
+    )
+    p.add_argument("--kernel", type=Path, metavar="IMAGE", help="boot this arm64 Image instead (virtio-gpu built in)")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="venus-repro", description=__doc__.splitlines()[0])
+    ap.add_argument("--version", action="version", version=f"venus-repro {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="provision, boot, run the demos, print the verdict")
+    _add_profile(p)
+    _add_kernel(p)
+    p.add_argument("--demo", action="append", metavar="NAME", help="run only this demo (repeatable)")
+    p.add_argument("--frames", type=int, help="frames per demo (overrides demos.yaml)")
+    p.add_argument("--run-dir", type=Path, help="where to write the run's files (default: ./venus-runs/<time>-<profile>)")
+    p.add_argument("--boot-timeout", type=float, default=120.0, help="seconds to reach /init (default 120)")
+    p.add_argument("--json", action="store_true", help="print result.json to stdout instead of the table")
+
+    p = sub.add_parser("boot", help="boot the VM with an interactive serial console")
+    _add_profile(p)
+    _add_kernel(p)
+    p.add_argument("--run-dir", type=Path, help="where to write the run's files")
+
+    p = sub.add_parser("provision", help="download, verify and build every component (no boot)")
+    _add_profile(p)
+    p.add_argument("--kernel-flavour", metavar="FLAVOUR", help="guest kernel flavour (default: the profile's)")
+    p.add_argument("--json", action="store_true", help="print the components as JSON")
+
+    p = sub.add_parser("lock", help="check the lock file, or --refresh it from the mirror")
+    _add_profile(p)
+    p.add_argument("--refresh", action="store_true", help="re-pin every package to what the mirror serves now")
+
+    sub.add_parser("demos", help="list the demos")
+    return ap
+
+
+def cmd_run(args) -> int:
+    from .report import render
+    from .run import RunOptions, run
+
+    prof = profile.load(args.profile)
+    if args.kernel is not None and args.kernel_flavour is not None:
+        raise VenusReproError("--kernel and --kernel-flavour exclude each other")
+    if args.kernel is not None:
+        from .provision.kernel import read_image
+
+        read_image(args.kernel)  # refuse a bad image before anything else happens
+    if args.frames is not None and args.frames <= 0:
+        raise VenusReproError("--frames must be a positive number")
+    opts = RunOptions(
+        profile=prof,
+        demos=demos.select(args.demo),
+        kernel_flavour=args.kernel_flavour,
+        kernel_image=args.kernel,
+        run_dir=args.run_dir,
+        boot_timeout=args.boot_timeout,
+        frames=args.frames,
+    )
+    result = run(opts)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(render(result))
+    return 0 if result["verdict"] == "pass" else 1
+
+
+def cmd_boot(args) -> int:
+    from .machine import Machine
+    from .provision import Provisioner
+    from .run import new_run_dir
+
+    prof = profile.load(args.profile)
+    c = Provisioner(prof).provision(args.kernel_flavour, args.kernel)
+    run_dir = new_run_dir(args.run_dir, prof)
+    log.info(f"booting {c.kernel_flavour} kernel ({c.kernel_release or c.kernel.path}); run directory {run_dir}")
+    log.info("serial console attached: 'exit' in the guest powers off; Ctrl-A x quits QEMU")
+    status = Machine(c, run_dir, mode="shell").interact()
+    return 0 if status == 0 else 1
+
+
+def cmd_provision(args) -> int:
+    from .provision import Provisioner
+
+    prof = profile.load(args.profile)
+    c = Provisioner(prof).provision(args.kernel_flavour)
+    info = {
+        "profile": prof.name,
+        "host_root": str(c.host_root),
+        "kernel": c.kernel.as_dict() | {"flavour": c.kernel_flavour, "release": c.kernel_release},
+        "initramfs": str(c.initramfs),
+        "demos": str(c.demo_bin.parent),
+        "versions": c.versions,
+        "lock_sha256": c.lock_digest,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        rows = [[k, v] for k, v in c.versions.items()]
+        rows += [["kernel", f"{c.kernel_release} ({(c.kernel.page_size or 0) // 1024}K pages)"], ["initramfs", info["initramfs"]]]
+        print(tabulate(rows, tablefmt="plain"))
+    return 0
+
+
+def cmd_lock(args) -> int:
+    from .provision import lock
+
+    prof = profile.load(args.profile)
+    if not args.refresh:
+        lk = lock.Lock.load(prof)
+        n = sum(len(lk.pins(s)) for s in prof.package_sets())
+        print(f"{prof.lock_path}: {n} pins cover profile {prof.name}")
+        return 0
+    _, changes = lock.refresh(prof, profile.cache_dir() / "apt")
+    if changes:
+        print(tabulate(changes, headers=["set", "package", "was", "now"], tablefmt="simple"))
+        print(f"{len(changes)} pins changed in {prof.lock_path}; review and commit it")
+    else:
+        print(f"{prof.lock_path}: no changes")
+    return 0
+
+
+def cmd_demos(_args) -> int:
+    rows = [[d.name, d.timeout, d.description] for d in demos.catalogue().values()]
+    print(tabulate(rows, headers=["demo", "timeout (s)", "what it does"], tablefmt="simple"))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "boot": cmd_boot, "provision": cmd_provision, "lock": cmd_lock, "demos": cmd_demos}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except VenusReproError as exc:
+        print(f"venus-repro: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("venus-repro: interrupted (QEMU and its render server were stopped)", file=sys.stderr)
+        return 130
+    except Exception:  # a bug: keep the terminal clean, keep the details
+        with tempfile.NamedTemporaryFile("w", prefix="venus-repro-crash-", suffix=".txt", delete=False) as f:
+            traceback.print_exc(file=f)
+        print(f"venus-repro: internal error (a bug; details in {f.name})", file=sys.stderr)
+        return 70

@@ -1,0 +1,249 @@
+"""The Machine: one QEMU guest with a Venus GPU, driven over its serial console.
+
+In the manner of the NixOS test driver: ``start()``, ``wait_for_marker()`` /
+``wait_for_console_text()`` with a timeout each, ``wait_for_shutdown()``, and a
+``teardown()`` that runs on every exit path (it is a context manager).
+QEMU runs inside the provisioned host root through ``sandbox``, so its mounts
+and its render server cannot outlive it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import time
+from pathlib import Path
+
+import pexpect
+
+from . import log, sandbox
+from .errors import MachineError
+from .protocol import MARKER, parse_marker
+from .provision import Components
+
+RENDER_SERVER = "/usr/libexec/virgl_render_server"
+
+
+class ConsoleTimeout(MachineError):
+    """The guest did not print what was awaited in time."""
+
+
+class QemuExited(MachineError):
+    """QEMU exited while the driver was still waiting for the guest."""
+
+
+def _death_signal_only() -> None:
+    # pexpect already makes the child a session leader; only add the death signal.
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)
+
+
+class Machine:
+    def __init__(
+        self,
+        components: Components,
+        run_dir: Path,
+        *,
+        mode: str = "run",
+        exchange: Path | None = None,
+        display: str = "sdl,gl=on",
+        gpu_options: str | None = None,
+        extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ):
+        self.c = components
+        self.run_dir = run_dir
+        self.mode = mode
+        self.exchange = exchange
+        self.display = display
+        q = components.profile.qemu
+        self.gpu_options = gpu_options or f"venus=on,blob=on,hostmem={q.hostmem}"
+        self.extra_args = extra_args
+        self.env_overrides = env or {}
+        self.process: pexpect.spawn | None = None
+        self.started_at: float | None = None
+        self.exit_status: int | None = None
+        self.markers: list[tuple[float, str, dict[str, str]]] = []
+        self._console_log = None
+
+    # --- the command line -------------------------------------------------------------
+
+    def qemu_argv(self) -> list[str]:
+        q = self.c.profile.qemu
+        append = f"console=ttyAMA0 panic=-1 vr.mode={self.mode}"
+        argv = [
+            "qemu-system-aarch64",
+            "-M", q.machine,
+            "-cpu", q.cpu,
+            "-accel", "tcg",
+            "-smp", str(q.smp),
+            "-m", q.memory,
+            "-kernel", str(self.c.kernel.path),
+            "-initrd", str(self.c.initramfs),
+            "-append", append,
+            "-no-reboot",
+            # No network: the guest needs none, and the default NIC wants an option ROM.
+            "-nic", "none",
+            "-device", f"virtio-gpu-gl-pci,{self.gpu_options}",
+            "-display", self.display,
+            "-d", "guest_errors",
+            "-D", str(self.run_dir / "qemu-guest-errors.log"),
+        ]  # fmt: skip
+        if self.mode == "shell":
+            argv += ["-serial", "mon:stdio"]
+        else:
+            argv += ["-serial", "stdio", "-monitor", "none"]
+        if self.exchange is not None:
+            argv += [
+                "-drive", f"file={self.exchange},if=none,format=raw,id=xchg",
+                "-device", "virtio-blk-pci,drive=xchg",
+            ]  # fmt: skip
+        return argv + list(self.extra_args)
+
+    def environment(self) -> dict[str, str]:
+        env = {
+            # An OpenGL display with no X server: SDL's offscreen driver (EGL).
+            "SDL_VIDEODRIVER": "offscreen",
+            # Pin the host Vulkan driver instead of whatever the loader finds first.
+            "VK_DRIVER_FILES": self.c.lavapipe_icd,
+            # The render server's stderr goes to its own log (see _render_server_wrapper).
+            "RENDER_SERVER_EXEC_PATH": str(self.run_dir / "render-server"),
+        }
+        env.update(self.env_overrides)
+        return env
+
+    def _render_server_wrapper(self) -> None:
+        wrapper = self.run_dir / "render-server"
+        wrapper.write_text(
+            "#!/bin/sh\n"
+            "# QEMU starts virgl_render_server through this, to keep its log apart.\n"
+            f"exec {RENDER_SERVER} \"$@\" 2>>{shlex.quote(str(self.run_dir / 'render-server.log'))}\n"
+        )
+        wrapper.chmod(0o755)
+
+    def command(self) -> list[str]:
+        binds = [self.run_dir, self.c.kernel.path.parent, self.c.initramfs.parent]
+        return sandbox.command(
+            self.c.host_root,
+            self.qemu_argv(),
+            binds=binds,
+            env=self.environment(),
+            stderr=None if self.mode == "shell" else self.run_dir / "qemu-stderr.log",
+        )
+
+    def write_command_line(self) -> None:
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.environment().items())
+        argv = " ".join(shlex.quote(a) for a in self.qemu_argv())
+        (self.run_dir / "qemu-cmdline.txt").write_text(
+            f"# inside the host root {self.c.host_root} (chroot, private mount/pid namespace)\n"
+            f"env {env} \\\n  {argv}\n"
+        )
+
+    # --- life cycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._render_server_wrapper()
+        self.write_command_line()
+        self._console_log = open(self.run_dir / "console.log", "wb")
+        self.started_at = time.monotonic()
+        cmd = self.command()
+        self.process = pexpect.spawn(
+            cmd[0], cmd[1:], env={"PATH": sandbox.PATH}, timeout=None,
+            preexec_fn=_death_signal_only, echo=False,
+        )  # fmt: skip
+        self.process.logfile_read = self._console_log
+        self.process.delaybeforesend = None
+
+    def interact(self) -> int:
+        """Attach this terminal to the serial console until QEMU exits (``boot``)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._render_server_wrapper()
+        self.write_command_line()
+        import subprocess
+
+        cmd = self.command()
+        proc = subprocess.Popen(cmd, preexec_fn=sandbox.die_with_parent)
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            proc.kill()
+            return proc.wait()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - (self.started_at or time.monotonic())
+
+    def wait_for_console_text(self, pattern: str, timeout: float) -> re.Match:
+        """Wait until ``pattern`` (a regex) appears on the console."""
+        assert self.process is not None, "start() first"
+        try:
+            self.process.expect(pattern, timeout=timeout)
+        except pexpect.TIMEOUT:
+            raise ConsoleTimeout(f"no '{pattern}' on the console within {timeout:.0f} s") from None
+        except pexpect.EOF:
+            self._reap()
+            raise QemuExited(f"QEMU exited (status {self.exit_status}) before '{pattern}' appeared") from None
+        return self.process.match
+
+    def wait_for_marker(self, event: str, timeout: float) -> dict[str, str]:
+        """Wait for the guest's ``@@VENUS-REPRO <event>`` marker; return its fields."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ConsoleTimeout(f"the guest did not report '{event}' within {timeout:.0f} s")
+            try:
+                self.wait_for_console_text(rf"{MARKER} [\w-]+[^\r\n]*\r*\n", left)
+            except ConsoleTimeout:
+                raise ConsoleTimeout(f"the guest did not report '{event}' within {timeout:.0f} s") from None
+            parsed = parse_marker(self.process.match.group(0).decode(errors="replace"))
+            if parsed is None:
+                continue
+            self.markers.append((self.elapsed(), *parsed))
+            if parsed[0] == event:
+                return parsed[1]
+
+    def wait_for_shutdown(self, timeout: float) -> int:
+        """Wait for QEMU to exit (the guest powers off; -no-reboot makes QEMU exit)."""
+        assert self.process is not None
+        try:
+            self.process.expect(pexpect.EOF, timeout=timeout)
+        except pexpect.TIMEOUT:
+            raise ConsoleTimeout(f"QEMU did not exit within {timeout:.0f} s of the guest's power-off") from None
+        self._reap()
+        return self.exit_status if self.exit_status is not None else -1
+
+    def _reap(self) -> None:
+        if self.process is not None and self.exit_status is None:
+            self.process.close(force=True)
+            self.exit_status = (
+                self.process.exitstatus if self.process.exitstatus is not None else -(self.process.signalstatus or 0)
+            )
+
+    def teardown(self) -> None:
+        """Kill QEMU (and with its namespace, the render server). Safe to call twice."""
+        if self.process is not None:
+            if self.process.isalive():
+                try:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self._reap()
+        if self._console_log is not None:
+            self._console_log.close()
+            self._console_log = None
+
+    def __enter__(self) -> "Machine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.teardown()
+
+    def stderr_tail(self, lines: int = 8) -> list[str]:
+        path = self.run_dir / "qemu-stderr.log"
+        if not path.exists():
+            return []
+        return [l for l in path.read_text(errors="replace").splitlines() if l.strip()][-lines:]

@@ -1,0 +1,50 @@
+"""The verdict table (tabulate) and the failed checks under it."""
+
+from __future__ import annotations
+
+from tabulate import tabulate
+
+
+def _fps(value) -> str:
+    return f"{value:.0f}" if isinstance(value, (int, float)) else "-"
+
+
+def render(result: dict) -> str:
+    guest = result.get("guest", {})
+    page = guest.get("page_size")
+    page_s = f"{page // 1024}K" if page else "-"
+    boot = result.get("timings", {}).get("qemu_start_to_init_s")
+    boot_s = f"{boot:.1f} s" if boot is not None else "-"
+    rows = []
+    for d in result.get("demos", []):
+        outcome = d["outcome"] if d["outcome"] == "pass" else f"{d['outcome']}: {d.get('failure', '')}"
+        match = {True: "yes", False: "NO", None: "-"}[d.get("checksum_match")]
+        rows.append(
+            [
+                d["name"],
+                outcome,
+                (d.get("checksum") or "-").removeprefix("fnv1a64:"),
+                match,
+                _fps(d.get("fps")),
+                _fps(d.get("host_fps")),
+                page_s,
+                d.get("device") or "-",
+                boot_s,
+            ]
+        )
+    headers = ["demo", "outcome", "checksum", "= host", "FPS", "host FPS", "page", "Vulkan device", "boot"]
+    lines = [tabulate(rows, headers=headers, tablefmt="simple")]
+    failed = [c for c in result.get("checks", []) if not c["ok"]]
+    lines.append("")
+    if result.get("failure"):
+        lines.append(f"error: {result['failure']}")
+    for c in failed:
+        lines.append(f"FAILED {c['name']}: {c['detail']}")
+    total = result.get("timings", {}).get("total_s")
+    lines.append(
+        f"verdict: {result['verdict'].upper()}"
+        + (f" ({len(failed)} of {len(result.get('checks', []))} checks failed)" if failed else "")
+        + (f" in {total:.1f} s" if total is not None else "")
+        + f" — {result.get('run_dir')}"
+    )
+    return "\n".join(lines)

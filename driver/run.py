@@ -1,0 +1,245 @@
+"""``venus-repro run``: provision → host demos → boot → guest demos → verdict.
+
+Every run gets a directory, written on every outcome: console.log,
+qemu-stderr.log, qemu-guest-errors.log, render-server.log, qemu-cmdline.txt,
+the guest's own output (guest/), the host's (host/), PNG frames and
+result.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import time
+from pathlib import Path
+
+from . import __version__, demos, log, protocol, sandbox
+from .errors import MachineError, VenusReproError
+from .frames import rgba_to_png
+from .machine import Machine
+from .profile import Profile
+from .provision import GUEST_BIN_DIR, Components, Provisioner
+from .verdict import Check, DemoRun, demo_checks, page_size_check
+
+GUEST_OUT = "/out"
+
+
+@dataclasses.dataclass
+class RunOptions:
+    profile: Profile
+    demos: list[demos.Demo]
+    kernel_flavour: str | None = None
+    kernel_image: Path | None = None
+    run_dir: Path | None = None
+    boot_timeout: float = 120.0
+    frames: int | None = None
+
+
+def new_run_dir(base: Path | None, profile: Profile) -> Path:
+    if base is not None:
+        base.mkdir(parents=True, exist_ok=True)
+        return base
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    root = Path(os.environ.get("VENUS_REPRO_RUNS", "venus-runs"))
+    path = root / f"{stamp}-{profile.name}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = root / f"{stamp}-{profile.name}-{n}"
+    path.mkdir(parents=True)
+    latest = root / "latest"
+    if latest.is_symlink() or not latest.exists():
+        latest.unlink(missing_ok=True)
+        latest.symlink_to(path.name)
+    return path.resolve()
+
+
+def demo_args(demo: demos.Demo, out_dir: str, frames: int | None) -> list[str]:
+    args = list(demo.args)
+    if frames is not None:
+        if "--frames" in args:
+            args[args.index("--frames") + 1] = str(frames)
+        else:
+            args += ["--frames", str(frames)]
+    return [*args, "--out", out_dir]
+
+
+def _save_frame(run: DemoRun, raw: bytes | None, out: Path) -> None:
+    r = run.result
+    if raw is None or not r.get("width"):
+        return
+    try:
+        run.frame_png = str(rgba_to_png(raw, int(r["width"]), int(r["height"]), out))
+    except ValueError as exc:
+        log.warn(f"{run.name}: frame not saved: {exc}")
+
+
+def run_host_demos(c: Components, selected: list[demos.Demo], run_dir: Path, frames: int | None) -> dict[str, DemoRun]:
+    """The same demos on host lavapipe, inside the host root: the reference frames."""
+    out = run_dir / "host"
+    out.mkdir(exist_ok=True)
+    runs = {}
+    for demo in selected:
+        start = time.monotonic()
+        proc = sandbox.run(
+            c.host_root,
+            [str(c.demo_bin / demo.name), *demo_args(demo, str(out), frames)],
+            binds=[c.demo_bin, out],
+            env={"VK_DRIVER_FILES": c.lavapipe_icd},
+            timeout=demo.timeout,
+        )
+        (out / f"{demo.name}.out").write_text(proc.stdout)
+        (out / f"{demo.name}.err").write_text(proc.stderr)
+        run = DemoRun(demo.name, proc.returncode, protocol.parse_demo_output(proc.stdout), time.monotonic() - start)
+        raw = out / f"{demo.name}.rgba"
+        _save_frame(run, raw.read_bytes() if raw.exists() else None, run_dir / f"{demo.name}-host.png")
+        raw.unlink(missing_ok=True)
+        log.info(f"host {demo.name}: {run.outcome} {run.result.get('checksum', run.failure())}")
+        runs[demo.name] = run
+    return runs
+
+
+def boot_and_run(c: Components, opts: RunOptions, run_dir: Path, timings: dict) -> tuple[dict, dict[str, DemoRun], str | None]:
+    """Boot the guest, run the plan, collect /out. Returns (facts, guest runs, failure)."""
+    exchange = run_dir / "exchange.img"
+    steps = [
+        protocol.Step(d.name, d.timeout, [f"/{GUEST_BIN_DIR}/{d.name}", *demo_args(d, GUEST_OUT, opts.frames)])
+        for d in opts.demos
+    ]
+    protocol.write_exchange(exchange, steps)
+    failure = None
+    machine = Machine(c, run_dir, exchange=exchange)
+    try:
+        with machine:
+            machine.start()
+            machine.wait_for_marker("init", opts.boot_timeout)
+            timings["qemu_start_to_init_s"] = round(machine.elapsed(), 2)
+            machine.wait_for_marker("gpu", 60)
+            for demo in opts.demos:
+                machine.wait_for_marker("step-start", 60)
+                end = machine.wait_for_marker("step-end", demo.timeout + 30)
+                log.info(f"guest {end.get('name')}: exit status {end.get('status')}")
+            machine.wait_for_marker("poweroff", 60)
+            machine.wait_for_shutdown(30)
+            timings["vm_s"] = round(machine.elapsed(), 2)
+    except MachineError as exc:
+        failure = str(exc)
+        tail = machine.stderr_tail()
+        if tail:
+            failure += "; QEMU said: " + " | ".join(tail[-3:])
+        timings["vm_s"] = round(machine.elapsed(), 2)
+    out = protocol.read_exchange(exchange) or {}
+    exchange.unlink(missing_ok=True)
+    guest_dir = run_dir / "guest"
+    guest_dir.mkdir(exist_ok=True)
+    for name, data in out.items():
+        if not name.endswith(".rgba"):
+            (guest_dir / name).write_bytes(data)
+    facts = protocol.parse_facts(out.get("facts", b"").decode(errors="replace"))
+    runs = {}
+    for demo in opts.demos:
+        status = out.get(f"{demo.name}.status")
+        timing = out.get(f"{demo.name}.time", b"").split()
+        run = DemoRun(
+            demo.name,
+            int(status) if status is not None else None,
+            protocol.parse_demo_output(out.get(f"{demo.name}.out", b"").decode(errors="replace")),
+            round(float(timing[1]) - float(timing[0]), 2) if len(timing) == 2 else None,
+        )
+        _save_frame(run, out.get(f"{demo.name}.rgba"), run_dir / f"{demo.name}-guest.png")
+        runs[demo.name] = run
+    if failure is None and not out:
+        failure = "the guest wrote no results to the exchange disk"
+    return facts, runs, failure
+
+
+def run(opts: RunOptions) -> dict:
+    t0 = time.monotonic()
+    profile = opts.profile
+    run_dir = new_run_dir(opts.run_dir, profile)
+    log.info(f"run directory: {run_dir}")
+    timings: dict[str, float] = {}
+    result: dict = {
+        "venus_repro": __version__,
+        "verdict": "error",
+        "run_dir": str(run_dir),
+        "profile": profile.name,
+        "demos": [],
+        "checks": [],
+        "timings": timings,
+        "failure": None,
+    }
+    try:
+        t = time.monotonic()
+        c = Provisioner(profile).provision(opts.kernel_flavour, opts.kernel_image)
+        timings["provision_s"] = round(time.monotonic() - t, 2)
+        result["components"] = {**c.versions, "lock_sha256": c.lock_digest}
+        result["kernel"] = {
+            "flavour": c.kernel_flavour,
+            "release": c.kernel_release,
+            "image": str(c.kernel.path),
+            "header_page_size": c.kernel.page_size,
+        }
+        if c.kernel.page_size != profile.page_size:
+            log.warn(
+                f"the kernel's header says {(c.kernel.page_size or 0) // 1024}K pages; profile {profile.name} "
+                f"requires {profile.page_size // 1024}K — booting it to show what the guest does; the verdict will fail"
+            )
+        with log.nested("running the demos on host lavapipe (reference frames)"):
+            t = time.monotonic()
+            host = run_host_demos(c, opts.demos, run_dir, opts.frames)
+            timings["host_demos_s"] = round(time.monotonic() - t, 2)
+        with log.nested(f"booting the guest ({c.kernel_flavour} kernel) and running {len(opts.demos)} demo(s)"):
+            facts, guest, failure = boot_and_run(c, opts, run_dir, timings)
+        result["failure"] = failure
+        page_kb = facts.get("page_size_kb", "")
+        page = int(page_kb) * 1024 if page_kb.isdigit() else None
+        result["guest"] = {
+            "page_size": page,
+            "kernel_release": facts.get("kernel_release"),
+            "render_node": facts.get("render_node"),
+            "uptime_at_finish_s": float(facts["finished_uptime"]) if "finished_uptime" in facts else None,
+        }
+        checks = [page_size_check(page, profile.page_size, f"{c.kernel_flavour}: {c.kernel_release or c.kernel.path}")]
+        for demo in opts.demos:
+            g, h = guest[demo.name], host[demo.name]
+            checks += demo_checks(g, h)
+            result["demos"].append(
+                {
+                    "name": demo.name,
+                    "outcome": g.outcome,
+                    "failure": g.failure() or None,
+                    "vk_result": g.vk_result,
+                    "call": g.failed_call,
+                    "checksum": g.result.get("checksum"),
+                    "host_checksum": h.result.get("checksum"),
+                    "checksum_match": (g.result.get("checksum") == h.result.get("checksum"))
+                    if g.outcome == "pass" and h.outcome == "pass"
+                    else None,
+                    "fps": g.result.get("fps"),
+                    "host_fps": h.result.get("fps"),
+                    "frames": g.result.get("frames"),
+                    "size": f"{g.result.get('width')}x{g.result.get('height')}" if g.result else None,
+                    "device": g.result.get("device"),
+                    "driver": g.result.get("driver"),
+                    "host_device": h.result.get("device"),
+                    "guest_exit_status": g.exit_status,
+                    "guest_duration_s": g.duration_s,
+                    "frame_png": g.frame_png,
+                    "host_frame_png": h.frame_png,
+                }
+            )
+        if failure:
+            checks.append(Check("the guest ran to completion", False, failure))
+        result["checks"] = [ch.as_dict() for ch in checks]
+        result["verdict"] = "pass" if all(ch.ok for ch in checks) else "fail"
+    except VenusReproError as exc:
+        result["failure"] = str(exc)
+        result["verdict"] = "error"
+        raise
+    finally:
+        timings["total_s"] = round(time.monotonic() - t0, 2)
+        (run_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result

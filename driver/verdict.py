@@ -1,0 +1,120 @@
+"""The verdict: which expected outcomes held, each as a named check.
+
+A run passes only if every check holds. The checks are what a user of this
+project relies on: the guest booted the kernel the profile asks for (page size
+from the guest itself, not from a file name), every demo ran on the Venus
+driver, and its frame is bit-identical to the same demo on host lavapipe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .codes import vk_result_name
+from .protocol import DemoOutput
+
+
+@dataclasses.dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class DemoRun:
+    """One demo on one side (guest or host), from its structured output."""
+
+    name: str
+    exit_status: int | None
+    output: DemoOutput
+    duration_s: float | None = None
+    frame_png: str | None = None
+
+    @property
+    def result(self) -> dict:
+        return self.output.result or {}
+
+    @property
+    def outcome(self) -> str:
+        """pass / error (a Vulkan failure) / crash / timeout / missing."""
+        if self.exit_status is None:
+            return "missing"
+        if self.result.get("outcome") == "pass" and self.exit_status == 0:
+            return "pass"
+        if self.result.get("outcome") == "error" or self.output.vk_errors:
+            return "error"
+        if self.exit_status in (137, -9):
+            return "timeout"
+        return "crash"
+
+    @property
+    def vk_result(self) -> int | None:
+        if "vk_result" in self.result:
+            return int(self.result["vk_result"])
+        return self.output.vk_errors[-1][0] if self.output.vk_errors else None
+
+    @property
+    def failed_call(self) -> str | None:
+        if "call" in self.result:
+            return self.result["call"]
+        return self.output.vk_errors[-1][1] if self.output.vk_errors else None
+
+    def failure(self) -> str:
+        if self.outcome == "error":
+            vk = self.vk_result
+            name = vk_result_name(vk) if vk is not None else "unknown VkResult"
+            return f"{name} ({vk}) at {self.failed_call}"
+        if self.outcome == "timeout":
+            return "killed after its timeout"
+        if self.outcome == "crash":
+            return f"exited with status {self.exit_status} and no result line"
+        if self.outcome == "missing":
+            return "did not run (the guest never reached it)"
+        return ""
+
+
+def page_size_check(guest_page_size: int | None, required: int, kernel_desc: str) -> Check:
+    if guest_page_size is None:
+        return Check("guest page size", False, "the guest did not report its page size (it did not boot to /init)")
+    if guest_page_size != required:
+        return Check(
+            "guest page size",
+            False,
+            f"the guest runs with {guest_page_size // 1024}K pages but the profile requires "
+            f"{required // 1024}K: the wrong kernel was booted ({kernel_desc})",
+        )
+    return Check("guest page size", True, f"{guest_page_size // 1024}K pages, as the profile requires")
+
+
+def demo_checks(guest: DemoRun, host: DemoRun) -> list[Check]:
+    n = guest.name
+    checks = []
+    if guest.outcome == "pass":
+        checks.append(Check(f"{n}: runs in the guest", True, f"{guest.result.get('fps', 0):.0f} FPS"))
+    else:
+        checks.append(Check(f"{n}: runs in the guest", False, guest.failure()))
+    driver = guest.result.get("driver")
+    if guest.outcome == "pass":
+        checks.append(
+            Check(
+                f"{n}: on the Venus driver",
+                driver == "venus",
+                f"driver '{driver}', device '{guest.result.get('device')}'",
+            )
+        )
+    if host.outcome != "pass":
+        checks.append(Check(f"{n}: runs on the host", False, host.failure()))
+    elif guest.outcome == "pass":
+        g, h = guest.result.get("checksum"), host.result.get("checksum")
+        checks.append(
+            Check(
+                f"{n}: frame equals the host's",
+                g == h,
+                f"guest {g} {'==' if g == h else '!='} host {h}",
+            )
+        )
+    return checks
