@@ -72,10 +72,11 @@ def cmd_run(args) -> int:
     prof = profile.load(args.profile)
     if args.kernel is not None and args.kernel_flavour is not None:
         raise VenusReproError("--kernel and --kernel-flavour exclude each other")
+    prof.kernel_flavour(args.kernel_flavour)  # refuse bad input before anything else happens
     if args.kernel is not None:
         from .provision.kernel import read_image
 
-        read_image(args.kernel)  # refuse a bad image before anything else happens
+        read_image(args.kernel)
     if args.frames is not None and args.frames <= 0:
         raise VenusReproError("--frames must be a positive number")
     opts = RunOptions(

@@ -56,6 +56,16 @@ class Profile:
     guest_modules: tuple[str, ...]
     qemu: QemuOptions
 
+    def kernel_flavour(self, flavour: str | None) -> str:
+        """``flavour`` (or the default) if the profile pins such a kernel; else a UsageError."""
+        flavour = flavour or self.default_kernel
+        if flavour not in self.kernels:
+            raise UsageError(
+                f"unknown kernel flavour '{flavour}' for profile {self.name} "
+                f"(available: {', '.join(self.kernels)})"
+            )
+        return flavour
+
     def package_sets(self) -> dict[str, tuple[str, tuple[str, ...], bool]]:
         """Every set the lock pins: name → (Debian arch, requested packages, with deps).
 

@@ -201,14 +201,7 @@ class Provisioner:
     def provision(self, kernel_flavour: str | None = None, kernel_image: Path | None = None) -> Components:
         sandbox.require_root()
         profile = self.profile
-        flavour = kernel_flavour or profile.default_kernel
-        if flavour not in profile.kernels:
-            from ..errors import UsageError
-
-            raise UsageError(
-                f"unknown kernel flavour '{flavour}' for profile {profile.name} "
-                f"(available: {', '.join(profile.kernels)})"
-            )
+        flavour = profile.kernel_flavour(kernel_flavour)
         if kernel_image is not None:
             image = kernel.read_image(kernel_image)  # bad input fails before any download
         arch = host_debian_arch()

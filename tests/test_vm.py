@@ -1,0 +1,132 @@
+"""End to end: provision the pinned components, boot the real guest, assert outcomes.
+
+These boot QEMU (TCG) with a Venus GPU on host lavapipe. Each test also
+asserts that no QEMU, render server or mount is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from conftest import REPO, leftovers, venus_repro
+
+pytestmark = pytest.mark.vm
+
+
+def run_json(tmp_path: Path, *args: str) -> tuple[int, dict]:
+    run_dir = tmp_path / "run"
+    proc = venus_repro("run", "--json", "--run-dir", str(run_dir), *args)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    result = json.loads(proc.stdout)
+    # The run directory is written on every outcome.
+    assert json.loads((run_dir / "result.json").read_text()) == result
+    return proc.returncode, result
+
+
+def test_triangle_in_16k_guest_matches_host(provisioned, tmp_path, no_leftovers):
+    assert provisioned["kernel"]["page_size"] == 16384
+    code, result = run_json(tmp_path)
+    assert result["verdict"] == "pass", result["checks"]
+    assert code == 0
+    assert result["guest"]["page_size"] == 16384
+    assert result["guest"]["kernel_release"].endswith("-arm64-16k")
+    (tri,) = result["demos"]
+    assert tri["name"] == "test_tri" and tri["outcome"] == "pass"
+    # The guest frame, rendered through Venus, is bit-identical to host lavapipe's.
+    assert tri["checksum"].startswith("fnv1a64:") and tri["checksum"] == tri["host_checksum"]
+    assert tri["driver"] == "venus" and "Venus" in tri["device"]
+    assert tri["fps"] > 0 and tri["host_fps"] > 0
+    for png in (tri["frame_png"], tri["host_frame_png"]):
+        assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    run_dir = Path(result["run_dir"])
+    for name in ("console.log", "qemu-stderr.log", "qemu-guest-errors.log", "qemu-cmdline.txt", "guest/dmesg.txt"):
+        assert (run_dir / name).exists(), name
+    assert "venus=on,blob=on,hostmem=" in (run_dir / "qemu-cmdline.txt").read_text()
+    assert "-d guest_errors" in (run_dir / "qemu-cmdline.txt").read_text()
+    assert result["timings"]["qemu_start_to_init_s"] > 0
+
+
+def test_4k_kernel_fails_the_verdict(provisioned, tmp_path, no_leftovers):
+    code, result = run_json(tmp_path, "--kernel-flavour", "4k")
+    assert code == 1 and result["verdict"] == "fail"
+    assert result["guest"]["page_size"] == 4096
+    failed = [c for c in result["checks"] if not c["ok"]]
+    assert [c["name"] for c in failed] == ["guest page size"]
+    assert "4K pages but the profile requires 16K" in failed[0]["detail"]
+
+
+def test_table_output_and_exit_code(provisioned, tmp_path, no_leftovers):
+    proc = venus_repro("run", "--run-dir", str(tmp_path / "run"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    header = proc.stdout.splitlines()[0].split()
+    assert header[:3] == ["demo", "outcome", "checksum"]
+    assert "verdict: PASS" in proc.stdout
+    assert "booting the guest" in proc.stderr  # progress goes to stderr
+
+
+def _start_run(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "driver", "run", "--json", "--run-dir", str(run_dir)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    console = run_dir / "console.log"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if console.exists() and b"@@VENUS-REPRO init" in console.read_bytes():
+            return proc, run_dir
+        time.sleep(0.1)
+    proc.kill()
+    pytest.fail("the guest did not reach /init")
+
+
+def test_ctrl_c_stops_everything(provisioned, tmp_path, no_leftovers):
+    proc, run_dir = _start_run(tmp_path)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert json.loads((run_dir / "result.json").read_text())["verdict"] == "error"
+    assert not leftovers()
+
+
+def test_qemu_crash_is_a_failed_run(provisioned, tmp_path, no_leftovers):
+    proc, run_dir = _start_run(tmp_path)
+    qemu = subprocess.run(["pgrep", "-f", f"qemu-system-aarch64.*{run_dir}"], capture_output=True, text=True)
+    pids = qemu.stdout.split()
+    assert pids, "QEMU not found"
+    for pid in pids:
+        os.kill(int(pid), signal.SIGKILL)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    result = json.loads(out)
+    assert result["verdict"] == "fail"
+    assert "QEMU exited" in result["failure"]
+    assert result["demos"][0]["outcome"] == "missing"
+
+
+def test_boot_gives_an_interactive_console(provisioned, tmp_path, no_leftovers):
+    child = pexpect.spawn(
+        sys.executable, ["-m", "driver", "boot", "--run-dir", str(tmp_path / "boot")],
+        cwd=str(REPO), timeout=180, encoding="utf-8", codec_errors="replace",
+    )  # fmt: skip
+    try:
+        child.expect("/ # ")
+        child.sendline("grep KernelPageSize /proc/self/smaps | head -1; ls /dev/dri")
+        child.expect(r"KernelPageSize:\s+16 kB")
+        child.expect("renderD128")
+        child.expect("/ # ")
+        child.sendline("exit")
+        child.expect(pexpect.EOF, timeout=60)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
