@@ -130,3 +130,15 @@ def test_boot_gives_an_interactive_console(provisioned, tmp_path, no_leftovers):
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
+
+
+def test_warm_cache_needs_no_network(provisioned, tmp_path, no_leftovers):
+    """With the cache provisioned, a run works in a network namespace with no interfaces."""
+    run_dir = tmp_path / "offline"
+    proc = subprocess.run(
+        ["unshare", "--net", sys.executable, "-m", "driver", "run", "--json", "--run-dir", str(run_dir)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["verdict"] == "pass"
+    assert "downloading" not in proc.stderr and "package index" not in proc.stderr
