@@ -85,6 +85,12 @@ def available() -> list[str]:
     return sorted(p.stem for p in PROFILES.glob("*.yaml"))
 
 
+def _lock_path(profile_path: Path, name: str) -> Path:
+    """A lock beside a user's profile file wins; else the packaged pins/."""
+    beside = profile_path.parent / name
+    return beside if profile_path.parent != PROFILES and beside.exists() else PINS / name
+
+
 def _require(doc: dict, key: str, kind: type, where: str):
     if key not in doc:
         raise UsageError(f"{where}: missing field '{key}'")
@@ -120,7 +126,7 @@ def load(name_or_path: str) -> Profile:
         name=_require(doc, "name", str, where),
         description=doc.get("description", ""),
         suite=_require(doc, "suite", str, where),
-        lock_path=PINS / _require(doc, "lock", str, where),
+        lock_path=_lock_path(path, _require(doc, "lock", str, where)),
         page_size=_require(doc, "page_size", int, where),
         host_packages=tuple(_require(host, "packages", list, f"{where}: host")),
         guest_arch=_require(guest, "arch", str, f"{where}: guest"),
