@@ -46,6 +46,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, help="where to write the run's files (default: ./venus-runs/<time>-<profile>)")
     p.add_argument("--boot-timeout", type=float, default=120.0, help="seconds to reach /init (default 120)")
     p.add_argument("--json", action="store_true", help="print result.json to stdout instead of the table")
+    p.add_argument("--display", help="QEMU -display value (default sdl,gl=on on SDL's offscreen driver)")
+    p.add_argument("--gpu-options", help="virtio-gpu-gl-pci options (default venus=on,blob=on,hostmem=<profile>)")
+    p.add_argument(
+        "--host-env", action="append", default=[], metavar="KEY=VALUE",
+        help="set an environment variable for QEMU (e.g. RENDER_SERVER_EXEC_PATH, VKR_DEBUG); repeatable",
+    )  # fmt: skip
 
     p = sub.add_parser("boot", help="boot the VM with an interactive serial console")
     _add_profile(p)
@@ -60,6 +66,13 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("lock", help="check the lock file, or --refresh it from the mirror")
     _add_profile(p)
     p.add_argument("--refresh", action="store_true", help="re-pin every package to what the mirror serves now")
+
+    p = sub.add_parser("diagnose", help="decode and classify the failures in log files or run directories")
+    p.add_argument("paths", nargs="+", type=Path, metavar="FILE|RUN_DIR")
+    p.add_argument("--json", action="store_true", help="print {findings, codes} as JSON")
+    p.add_argument("--guest-page-size", type=int, metavar="BYTES", help="the guest's page size, if the logs do not say")
+    p.add_argument("--host-page-size", type=int, metavar="BYTES", help="the host's page size (HVF on Apple Silicon: 16384)")
+    p.add_argument("--accel", choices=["hvf", "kvm", "tcg", "whpx"], help="the accelerator the logs come from")
 
     sub.add_parser("demos", help="list the demos")
     return ap
@@ -79,6 +92,12 @@ def cmd_run(args) -> int:
         read_image(args.kernel)
     if args.frames is not None and args.frames <= 0:
         raise VenusReproError("--frames must be a positive number")
+    host_env = {}
+    for item in args.host_env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise VenusReproError(f"--host-env takes KEY=VALUE, got '{item}'")
+        host_env[key] = value
     opts = RunOptions(
         profile=prof,
         demos=demos.select(args.demo),
@@ -87,6 +106,9 @@ def cmd_run(args) -> int:
         run_dir=args.run_dir,
         boot_timeout=args.boot_timeout,
         frames=args.frames,
+        display=args.display,
+        gpu_options=args.gpu_options,
+        host_env=host_env,
     )
     result = run(opts)
     if args.json:
@@ -151,13 +173,24 @@ def cmd_lock(args) -> int:
     return 0
 
 
+def cmd_diagnose(args) -> int:
+    from . import diagnose
+
+    ctx = diagnose.Context(
+        guest_page_size=args.guest_page_size, host_page_size=args.host_page_size, accel=args.accel
+    )
+    report = diagnose.diagnose(args.paths, ctx)
+    print(json.dumps(report, indent=2) if args.json else diagnose.render(report))
+    return 0
+
+
 def cmd_demos(_args) -> int:
     rows = [[d.name, d.timeout, d.description] for d in demos.catalogue().values()]
     print(tabulate(rows, headers=["demo", "timeout (s)", "what it does"], tablefmt="simple"))
     return 0
 
 
-COMMANDS = {"run": cmd_run, "boot": cmd_boot, "provision": cmd_provision, "lock": cmd_lock, "demos": cmd_demos}
+COMMANDS = {"run": cmd_run, "boot": cmd_boot, "provision": cmd_provision, "lock": cmd_lock, "demos": cmd_demos, "diagnose": cmd_diagnose}
 
 
 def main(argv: list[str] | None = None) -> int:

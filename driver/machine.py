@@ -49,7 +49,7 @@ class Machine:
         *,
         mode: str = "run",
         exchange: Path | None = None,
-        display: str = "sdl,gl=on",
+        display: str | None = None,
         gpu_options: str | None = None,
         extra_args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
@@ -58,7 +58,7 @@ class Machine:
         self.run_dir = run_dir
         self.mode = mode
         self.exchange = exchange
-        self.display = display
+        self.display = display or "sdl,gl=on"
         q = components.profile.qemu
         self.gpu_options = gpu_options or f"venus=on,blob=on,hostmem={q.hostmem}"
         self.extra_args = extra_args
@@ -199,6 +199,8 @@ class Machine:
                 self.wait_for_console_text(rf"{MARKER} [\w-]+[^\r\n]*\r*\n", left)
             except ConsoleTimeout:
                 raise ConsoleTimeout(f"the guest did not report '{event}' within {timeout:.0f} s") from None
+            except QemuExited:
+                raise QemuExited(f"QEMU exited (status {self.exit_status}) before the guest reported '{event}'") from None
             parsed = parse_marker(self.process.match.group(0).decode(errors="replace"))
             if parsed is None:
                 continue

@@ -40,6 +40,10 @@ def render(result: dict) -> str:
         lines.append(f"error: {result['failure']}")
     for c in failed:
         lines.append(f"FAILED {c['name']}: {c['detail']}")
+    for f in result.get("findings", []):
+        lines.append(f"finding [{f['id']}] {f['summary']}")
+        lines.append(f"  cause: {f['cause']}")
+        lines.append(f"  fix:   {f['fix']}")
     total = result.get("timings", {}).get("total_s")
     lines.append(
         f"verdict: {result['verdict'].upper()}"

@@ -15,7 +15,7 @@ import os
 import time
 from pathlib import Path
 
-from . import __version__, demos, log, protocol, sandbox
+from . import __version__, demos, diagnose, log, protocol, sandbox
 from .errors import MachineError, VenusReproError
 from .frames import rgba_to_png
 from .machine import Machine
@@ -35,6 +35,10 @@ class RunOptions:
     run_dir: Path | None = None
     boot_timeout: float = 120.0
     frames: int | None = None
+    # Overrides of the machine, for reproducing failures (see Machine).
+    display: str | None = None
+    gpu_options: str | None = None
+    host_env: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def new_run_dir(base: Path | None, profile: Profile) -> Path:
@@ -105,12 +109,20 @@ def boot_and_run(c: Components, opts: RunOptions, run_dir: Path, timings: dict) 
     """Boot the guest, run the plan, collect /out. Returns (facts, guest runs, failure)."""
     exchange = run_dir / "exchange.img"
     steps = [
-        protocol.Step(d.name, d.timeout, [f"/{GUEST_BIN_DIR}/{d.name}", *demo_args(d, GUEST_OUT, opts.frames)])
+        # VN_DEBUG=init makes Mesa's Venus driver say why it fails to initialise
+        # (e.g. "failed to allocate/map ring shmem"), which diagnosis reads.
+        protocol.Step(
+            d.name,
+            d.timeout,
+            ["env", "VN_DEBUG=init", f"/{GUEST_BIN_DIR}/{d.name}", *demo_args(d, GUEST_OUT, opts.frames)],
+        )
         for d in opts.demos
     ]
     protocol.write_exchange(exchange, steps)
     failure = None
-    machine = Machine(c, run_dir, exchange=exchange)
+    machine = Machine(
+        c, run_dir, exchange=exchange, display=opts.display, gpu_options=opts.gpu_options, env=opts.host_env
+    )
     try:
         with machine:
             machine.start()
@@ -166,6 +178,7 @@ def run(opts: RunOptions) -> dict:
         "verdict": "error",
         "run_dir": str(run_dir),
         "profile": profile.name,
+        "required_page_size": profile.page_size,
         "demos": [],
         "checks": [],
         "timings": timings,
@@ -241,5 +254,10 @@ def run(opts: RunOptions) -> dict:
         raise
     finally:
         timings["total_s"] = round(time.monotonic() - t0, 2)
+        (run_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    if result["verdict"] != "pass":
+        # Diagnose from what the run left on disk, exactly as `venus-repro diagnose RUN_DIR` would.
+        report = diagnose.diagnose([run_dir], diagnose.Context(host_page_size=os.sysconf("SC_PAGE_SIZE"), accel="tcg"))
+        result["findings"], result["codes"] = report["findings"], report["codes"]
         (run_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

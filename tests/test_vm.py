@@ -62,6 +62,9 @@ def test_4k_kernel_fails_the_verdict(provisioned, tmp_path, no_leftovers):
     failed = [c for c in result["checks"] if not c["ok"]]
     assert [c["name"] for c in failed] == ["guest page size"]
     assert "4K pages but the profile requires 16K" in failed[0]["detail"]
+    (finding,) = result["findings"]
+    assert finding["id"] == "wrong-kernel"
+    assert "4K pages where 16K pages are required (profile debian-trixie)" in finding["summary"]
 
 
 def test_table_output_and_exit_code(provisioned, tmp_path, no_leftovers):

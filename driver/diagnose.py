@@ -1,0 +1,280 @@
+"""Diagnosis: decode every code in a run's logs and name the failure, its cause and fix.
+
+Input is text from anywhere — a run directory of ours, or log files handed in
+from another machine or a bug report. Output is findings (rules in
+``data/diagnose/rules.yaml``, each with its evidence lines) and every code seen,
+decoded; an unknown code is reported as unknown, never dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+from . import codes
+from .errors import UsageError
+from .profile import DATA
+
+RUN_FILES = (
+    "console.log",
+    "qemu-stderr.log",
+    "qemu-guest-errors.log",
+    "render-server.log",
+    "qemu-cmdline.txt",
+    "guest/dmesg.txt",
+    "guest/facts",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Line:
+    source: str
+    number: int
+    text: str
+
+    def as_dict(self) -> dict:
+        return {"source": self.source, "line": self.number, "text": self.text}
+
+
+@dataclasses.dataclass
+class Context:
+    """What is known beside the logs: page sizes and the accelerator."""
+
+    guest_page_size: int | None = None
+    host_page_size: int | None = None
+    required_page_size: int | None = None
+    required_by: str | None = None
+    accel: str | None = None
+
+    def complete(self) -> None:
+        """Derive what follows from the accelerator (Apple Silicon HVF: 16K host pages)."""
+        if self.accel == "hvf":
+            if self.host_page_size is None:
+                self.host_page_size = 16384
+            if self.required_page_size is None:
+                self.required_page_size = 16384
+                self.required_by = "HVF on Apple Silicon maps guest memory in 16K pages"
+
+
+@dataclasses.dataclass
+class Finding:
+    id: str
+    summary: str
+    cause: str
+    fix: str
+    evidence: list[Line]
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "summary": self.summary,
+            "cause": self.cause,
+            "fix": self.fix,
+            "evidence": [e.as_dict() for e in self.evidence],
+        }
+
+
+@functools.cache
+def rules() -> list[dict]:
+    return yaml.safe_load((DATA / "diagnose" / "rules.yaml").read_text())
+
+
+def _fold(text: str) -> str:
+    return " ".join(text.split())
+
+
+# --- gathering text ---------------------------------------------------------------------
+
+
+def read_sources(paths: list[Path]) -> tuple[list[Line], Context]:
+    """Lines from files and run directories, and the context they reveal."""
+    lines: list[Line] = []
+    ctx = Context()
+    for path in paths:
+        if not path.exists():
+            raise UsageError(f"{path}: no such file or directory")
+        if path.is_dir():
+            files = [path / f for f in RUN_FILES if (path / f).exists()]
+            files += sorted(path.glob("guest/*.out")) + sorted(path.glob("guest/*.err"))
+            if not files and not (path / "result.json").exists():
+                raise UsageError(f"{path}: not a venus-repro run directory (no logs or result.json in it)")
+            _context_from_result(path / "result.json", ctx)
+        else:
+            files = [path]
+        for f in files:
+            try:
+                text = f.read_bytes().decode(errors="replace")
+            except OSError as exc:
+                raise UsageError(f"{f}: cannot read: {exc.strerror}") from None
+            name = str(f.relative_to(path)) if path.is_dir() else str(f)
+            lines += [Line(name, i, t.rstrip("\r")) for i, t in enumerate(text.splitlines(), 1) if t.strip()]
+    _context_from_lines(lines, ctx)
+    return lines, ctx
+
+
+def _context_from_result(path: Path, ctx: Context) -> None:
+    if not path.exists():
+        return
+    try:
+        result = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return
+    ctx.guest_page_size = (result.get("guest") or {}).get("page_size") or ctx.guest_page_size
+    required = result.get("required_page_size")
+    if required:
+        ctx.required_page_size, ctx.required_by = required, f"profile {result.get('profile')}"
+
+
+def _context_from_lines(lines: list[Line], ctx: Context) -> None:
+    for line in lines:
+        if ctx.guest_page_size is None:
+            if m := re.search(r"KernelPageSize:\s+(\d+) kB", line.text):
+                ctx.guest_page_size = int(m.group(1)) * 1024
+            elif m := re.search(r"page_size_kb=(\d+)", line.text):
+                ctx.guest_page_size = int(m.group(1)) * 1024
+        if ctx.accel is None and (m := re.search(r"-accel\s+(hvf|kvm|tcg|whpx)\b", line.text)):
+            ctx.accel = m.group(1)
+
+
+# --- codes ------------------------------------------------------------------------------
+
+_CODE_PATTERNS = [
+    (re.compile(r"ctrl (0x[0-9a-fA-F]+), error (0x[0-9a-fA-F]+)"), ("commands", "responses")),
+    (re.compile(r"response (0x[0-9a-fA-F]+) \(command (0x[0-9a-fA-F]+)\)"), ("responses", "commands")),
+]
+
+
+def decode_codes(lines: list[Line]) -> list[dict]:
+    found: dict[tuple[str, int], dict] = {}
+
+    def add(kind: str, value: int, name: str, line: Line) -> None:
+        entry = found.setdefault(
+            (kind, value),
+            {"kind": kind, "value": value, "name": name, "count": 0, "first": line.as_dict()},
+        )
+        entry["count"] += 1
+
+    for line in lines:
+        for pattern, kinds in _CODE_PATTERNS:
+            for m in pattern.finditer(line.text):
+                for kind, raw in zip(kinds, m.groups()):
+                    value = int(raw, 16)
+                    add(f"virtio-gpu {kind[:-1]}", value, codes.virtio_gpu(kind, value), line)
+        for m in re.finditer(r"VK err (-?\d+) @ (\w+)", line.text):
+            add("VkResult", int(m.group(1)), codes.vk_result_name(int(m.group(1))), line)
+        for m in re.finditer(r'"vk_result": (-?\d+)', line.text):
+            add("VkResult", int(m.group(1)), codes.vk_result_name(int(m.group(1))), line)
+        for m in re.finditer(r"cap set \d+: id (\d+)", line.text):
+            add("virtio-gpu capset", int(m.group(1)), codes.virtio_gpu("capsets", int(m.group(1))), line)
+    out = sorted(found.values(), key=lambda e: (e["kind"], e["value"]))
+    for e in out:
+        if e["kind"].startswith("virtio-gpu") and e["kind"] != "virtio-gpu capset":
+            e["value"] = f"0x{e['value']:x}"
+    return out
+
+
+# --- findings ---------------------------------------------------------------------------
+
+
+def _matching(lines: list[Line], patterns: list[str]) -> list[Line]:
+    compiled = [re.compile(p) for p in patterns]
+    return [l for l in lines if any(c.search(l.text) for c in compiled)]
+
+
+def _page_size_finding(rule: dict, ctx: Context) -> Finding | None:
+    g, r = ctx.guest_page_size, ctx.required_page_size
+    if not g or not r or g == r:
+        return None
+    fields = {"guest_kb": g // 1024, "required_kb": r // 1024, "why": ctx.required_by}
+    evidence = [Line("context", 0, f"guest page size {g} bytes; required {r} bytes ({ctx.required_by})")]
+    return Finding(
+        rule["id"],
+        _fold(rule["summary"].format(**fields)),
+        _fold(rule["cause"].format(**fields)),
+        _fold(rule["fix"].format(**fields)),
+        evidence,
+    )
+
+
+def classify(lines: list[Line], ctx: Context) -> list[Finding]:
+    findings: list[Finding] = []
+    for rule in rules():
+        if rule.get("computed") == "page-size":
+            if f := _page_size_finding(rule, ctx):
+                findings.append(f)
+            continue
+        evidence: list[Line] = []
+        for group in rule["all"]:
+            hits = _matching(lines, group)
+            if not hits:
+                break
+            evidence += hits
+        else:
+            if rule.get("absent") and _matching(lines, rule["absent"]):
+                continue
+            evidence += _matching(lines, rule.get("also", []))
+            unique = list(dict.fromkeys(evidence))
+            cause = _fold(rule["cause"])
+            if rule["id"] == "map-blob-failed":
+                cause += _page_size_note(ctx)
+            findings.append(Finding(rule["id"], _fold(rule["summary"]), cause, _fold(rule["fix"]), unique[:12]))
+    ids = {f.id for f in findings}
+    by_id = {r["id"]: r for r in rules()}
+    return [f for f in findings if not (set(by_id[f.id].get("unless", [])) & ids)]
+
+
+def _page_size_note(ctx: Context) -> str:
+    g, h = ctx.guest_page_size, ctx.host_page_size
+    if g and h:
+        verdict = "a mismatch: this is the likely cause" if g < h else "equal, so page size is not the cause here"
+        return f" Here: guest {g // 1024}K pages, host {h // 1024}K pages ({ctx.accel or 'accelerator unknown'}) — {verdict}."
+    if g:
+        return f" Here the guest runs with {g // 1024}K pages; the host page size is not in these logs."
+    return (
+        " The logs do not show the guest's or the host's page size: check the kernel with "
+        "`venus-repro doctor --kernel IMAGE` (or grep KernelPageSize /proc/self/smaps in the guest)."
+    )
+
+
+def diagnose(paths: list[Path], ctx_overrides: Context | None = None) -> dict:
+    lines, ctx = read_sources(paths)
+    if ctx_overrides is not None:
+        for field in dataclasses.fields(Context):
+            value = getattr(ctx_overrides, field.name)
+            if value is not None:
+                setattr(ctx, field.name, value)
+    ctx.complete()
+    return report_dict(lines, ctx)
+
+
+def report_dict(lines: list[Line], ctx: Context) -> dict:
+    return {
+        "findings": [f.as_dict() for f in classify(lines, ctx)],
+        "codes": decode_codes(lines),
+        "context": dataclasses.asdict(ctx),
+    }
+
+
+def render(report: dict) -> str:
+    out = []
+    if not report["findings"]:
+        out.append("no known failure recognised in these logs")
+    for f in report["findings"]:
+        out.append(f"[{f['id']}] {f['summary']}")
+        out.append(f"  cause: {f['cause']}")
+        out.append(f"  fix:   {f['fix']}")
+        for e in f["evidence"][:6]:
+            where = f"{e['source']}:{e['line']}" if e["line"] else e["source"]
+            out.append(f"  > {where}: {e['text'][:160]}")
+        out.append("")
+    if report["codes"]:
+        out.append("codes seen:")
+        for c in report["codes"]:
+            value = c["value"]
+            out.append(f"  {c['kind']:<22} {value!s:>12}  {c['name']}  (×{c['count']})")
+    return "\n".join(out).rstrip()

@@ -1,0 +1,117 @@
+"""Diagnosis over fixtures written from real messages (most captured from real runs here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import venus_repro
+from driver import diagnose
+
+FIXTURES = Path(__file__).parent / "fixtures" / "diagnose"
+
+
+def ids(*files: str, **ctx) -> list[str]:
+    report = diagnose.diagnose([FIXTURES / f for f in files], diagnose.Context(**ctx) if ctx else None)
+    return [f["id"] for f in report["findings"]]
+
+
+@pytest.mark.parametrize(
+    "files,expected",
+    [
+        (["render-server-missing.qemu-stderr.log", "render-server-missing.guest.log"], ["render-server-missing"]),
+        (["no-gl-display.log"], ["no-gl-display"]),
+        (["no-gl-display-egl.log"], ["no-gl-display"]),
+        (["venus-needs-blob-hostmem.log"], ["venus-needs-blob-hostmem"]),
+        (["virglrenderer-too-old.log"], ["virglrenderer-too-old"]),
+        (["venus-capset-missing.log"], ["venus-capset-missing"]),
+        (["host-vulkan-missing.log"], ["host-vulkan-missing"]),
+        (["fence-wait-hang.log"], ["fence-wait-hang"]),
+        (["venus-ring-fatal.log"], ["venus-ring-fatal"]),
+        (["hvf-unsupported.log"], ["hvf-unsupported"]),
+        (["moltenvk-no-compiler-service.log"], ["moltenvk-no-compiler-service"]),
+        (["import-failed.log"], ["import-failed"]),
+        (["guest-kernel-panic.log"], ["guest-kernel-panic"]),
+        (["virtio-gpu-missing.log"], ["virtio-gpu-missing"]),
+        (["seed.log"], ["map-blob-failed"]),
+    ],
+)
+def test_each_failure_class(files, expected):
+    assert ids(*files) == expected
+
+
+def test_seed_is_map_blob_not_create_blob():
+    report = diagnose.diagnose([FIXTURES / "seed.log"])
+    (finding,) = report["findings"]
+    assert finding["id"] == "map-blob-failed"
+    assert "RESOURCE_MAP_BLOB (ctrl 0x208)" in finding["summary"]
+    assert "16K" in finding["cause"] and "16K pages" in finding["fix"]
+    assert "do not show the guest's or the host's page size" in finding["cause"]
+    decoded = {(c["kind"], c["value"]): c["name"] for c in report["codes"]}
+    assert decoded[("virtio-gpu command", "0x208")] == "RESOURCE_MAP_BLOB"
+    assert decoded[("virtio-gpu response", "0x1200")] == "ERR_UNSPEC"
+    assert decoded[("VkResult", -1)] == "VK_ERROR_OUT_OF_HOST_MEMORY"
+    assert [e["text"] for e in finding["evidence"]] == [
+        "virtio_gpu_virgl_process_cmd: ctrl 0x208, error 0x1200",
+        "VK err -1 @ vkCreateInstance",
+    ]
+
+
+def test_seed_with_page_sizes_names_the_wrong_kernel():
+    """The seed's launch line says -accel hvf (a 16K host); a 4K guest is the cause."""
+    report = diagnose.diagnose([FIXTURES / "seed-hvf-launch.log"], diagnose.Context(guest_page_size=4096))
+    found = {f["id"]: f for f in report["findings"]}
+    assert set(found) == {"map-blob-failed", "wrong-kernel"}
+    assert "guest 4K pages, host 16K pages (hvf) — a mismatch" in found["map-blob-failed"]["cause"]
+    assert "4K pages where 16K pages are required" in found["wrong-kernel"]["summary"]
+
+
+def test_same_page_sizes_clear_the_page_size_suspicion():
+    report = diagnose.diagnose([FIXTURES / "seed-hvf-launch.log"], diagnose.Context(guest_page_size=16384))
+    (finding,) = report["findings"]
+    assert "equal, so page size is not the cause here" in finding["cause"]
+
+
+def test_map_blob_after_failed_create_is_the_render_server():
+    # 0x208 fails (INVALID_RESOURCE_ID) only because 0x10c failed first.
+    assert ids("render-server-missing.qemu-stderr.log") == ["render-server-missing"]
+
+
+def test_unknown_codes_are_decoded_not_dropped(tmp_path):
+    log = tmp_path / "odd.log"
+    log.write_text("virtio_gpu_virgl_process_cmd: ctrl 0x999, error 0x12ff\nVK err -424242 @ vkFoo\n")
+    report = diagnose.diagnose([log])
+    names = {(c["kind"], c["value"]): c["name"] for c in report["codes"]}
+    assert names[("virtio-gpu command", "0x999")] == "unknown command 0x999"
+    assert names[("virtio-gpu response", "0x12ff")] == "unknown response 0x12ff"
+    assert names[("VkResult", -424242)] == "VkResult(-424242, unknown)"
+
+
+def test_cli_json_shape():
+    proc = venus_repro("diagnose", "--json", str(FIXTURES / "seed.log"))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    (f,) = report["findings"]
+    assert set(f) == {"id", "summary", "cause", "fix", "evidence"}
+    assert {"kind", "value", "name", "count", "first"} <= set(report["codes"][0])
+
+
+def test_cli_nothing_recognisable():
+    proc = venus_repro("diagnose", str(FIXTURES / "nothing.log"))
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == "no known failure recognised in these logs"
+    proc = venus_repro("diagnose", "--json", str(FIXTURES / "nothing.log"))
+    assert json.loads(proc.stdout)["findings"] == []
+
+
+def test_cli_missing_file():
+    proc = venus_repro("diagnose", "/nonexistent/qemu.log")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == "venus-repro: error: /nonexistent/qemu.log: no such file or directory"
+
+
+def test_cli_hvf_context_flags():
+    proc = venus_repro("diagnose", "--json", "--accel", "hvf", "--guest-page-size", "4096", str(FIXTURES / "seed.log"))
+    assert {f["id"] for f in json.loads(proc.stdout)["findings"]} == {"map-blob-failed", "wrong-kernel"}
