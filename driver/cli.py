@@ -33,6 +33,25 @@ def _add_kernel(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernel", type=Path, metavar="IMAGE", help="boot this arm64 Image instead (virtio-gpu built in)")
 
 
+def _add_machine(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--display", help="QEMU -display value (default sdl,gl=on on SDL's offscreen driver)")
+    p.add_argument("--gpu-options", help="virtio-gpu-gl-pci options (default venus=on,blob=on,hostmem=<profile>)")
+    p.add_argument(
+        "--host-env", action="append", default=[], metavar="KEY=VALUE",
+        help="set an environment variable for QEMU (e.g. RENDER_SERVER_EXEC_PATH, VKR_DEBUG); repeatable",
+    )  # fmt: skip
+
+
+def _host_env(items: list[str]) -> dict[str, str]:
+    env = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise VenusReproError(f"--host-env takes KEY=VALUE, got '{item}'")
+        env[key] = value
+    return env
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="venus-repro", description=__doc__.splitlines()[0])
     ap.add_argument("--version", action="version", version=f"venus-repro {__version__}")
@@ -46,12 +65,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, help="where to write the run's files (default: ./venus-runs/<time>-<profile>)")
     p.add_argument("--boot-timeout", type=float, default=120.0, help="seconds to reach /init (default 120)")
     p.add_argument("--json", action="store_true", help="print result.json to stdout instead of the table")
-    p.add_argument("--display", help="QEMU -display value (default sdl,gl=on on SDL's offscreen driver)")
-    p.add_argument("--gpu-options", help="virtio-gpu-gl-pci options (default venus=on,blob=on,hostmem=<profile>)")
-    p.add_argument(
-        "--host-env", action="append", default=[], metavar="KEY=VALUE",
-        help="set an environment variable for QEMU (e.g. RENDER_SERVER_EXEC_PATH, VKR_DEBUG); repeatable",
-    )  # fmt: skip
+    _add_machine(p)
+
+    p.add_argument("--no-preflight", action="store_true", help="boot even if a preflight check fails (to reproduce it)")
+
+    p = sub.add_parser("doctor", help="preflight this host and the selected components (no boot)")
+    _add_profile(p)
+    _add_kernel(p)
+    _add_machine(p)
+    p.add_argument("--json", action="store_true", help="print the checks as JSON")
 
     p = sub.add_parser("boot", help="boot the VM with an interactive serial console")
     _add_profile(p)
@@ -92,12 +114,7 @@ def cmd_run(args) -> int:
         read_image(args.kernel)
     if args.frames is not None and args.frames <= 0:
         raise VenusReproError("--frames must be a positive number")
-    host_env = {}
-    for item in args.host_env:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise VenusReproError(f"--host-env takes KEY=VALUE, got '{item}'")
-        host_env[key] = value
+    host_env = _host_env(args.host_env)
     opts = RunOptions(
         profile=prof,
         demos=demos.select(args.demo),
@@ -109,6 +126,7 @@ def cmd_run(args) -> int:
         display=args.display,
         gpu_options=args.gpu_options,
         host_env=host_env,
+        no_preflight=args.no_preflight,
     )
     result = run(opts)
     if args.json:
@@ -116,6 +134,41 @@ def cmd_run(args) -> int:
     else:
         print(render(result))
     return 0 if result["verdict"] == "pass" else 1
+
+
+def cmd_doctor(args) -> int:
+    from . import doctor
+    from .machine import Machine
+    from .provision import Provisioner
+
+    prof = profile.load(args.profile)
+    prof.kernel_flavour(args.kernel_flavour)
+    if args.kernel is not None:
+        from .provision.kernel import read_image
+
+        read_image(args.kernel)
+    env = _host_env(args.host_env)
+    c = Provisioner(prof).provision(args.kernel_flavour, args.kernel)
+    with tempfile.TemporaryDirectory(prefix="venus-repro-doctor-") as tmp:
+        machine = Machine(c, Path(tmp), display=args.display, gpu_options=args.gpu_options, env=env)
+        checks = doctor.preflight(c, machine)
+        stderr_lines = [ch.line() for ch in checks]
+    failed = [ch for ch in checks if ch.status == doctor.FAIL]
+    if args.json:
+        print(json.dumps({"ok": not failed, "checks": [ch.as_dict() for ch in checks]}, indent=2))
+    else:
+        rows = [[ch.status.upper(), ch.name, ch.detail + (f"\n  fix: {ch.fix}" if ch.fix else "")] for ch in checks]
+        print(tabulate(rows, headers=["", "check", "detail"], tablefmt="simple"))
+        if failed:
+            from . import diagnose
+
+            lines = [diagnose.Line("preflight", i, t) for i, t in enumerate(stderr_lines, 1)]
+            report = diagnose.report_dict(lines, diagnose.Context())
+            if report["findings"]:
+                print()
+                print(diagnose.render({"findings": report["findings"], "codes": []}))
+        print(f"\n{len(failed)} failed, {sum(ch.status == doctor.WARN for ch in checks)} warnings, {len(checks)} checks")
+    return 1 if failed else 0
 
 
 def cmd_boot(args) -> int:
@@ -190,7 +243,7 @@ def cmd_demos(_args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "boot": cmd_boot, "provision": cmd_provision, "lock": cmd_lock, "demos": cmd_demos, "diagnose": cmd_diagnose}
+COMMANDS = {"run": cmd_run, "boot": cmd_boot, "provision": cmd_provision, "lock": cmd_lock, "demos": cmd_demos, "diagnose": cmd_diagnose, "doctor": cmd_doctor}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from .errors import UsageError
 from .profile import DATA
 
 RUN_FILES = (
+    "preflight.log",
     "console.log",
     "qemu-stderr.log",
     "qemu-guest-errors.log",

@@ -15,7 +15,7 @@ import os
 import time
 from pathlib import Path
 
-from . import __version__, demos, diagnose, log, protocol, sandbox
+from . import __version__, demos, diagnose, doctor, log, protocol, sandbox
 from .errors import MachineError, VenusReproError
 from .frames import rgba_to_png
 from .machine import Machine
@@ -39,6 +39,8 @@ class RunOptions:
     display: str | None = None
     gpu_options: str | None = None
     host_env: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Boot even when preflight fails (to reproduce a failure for a bug report).
+    no_preflight: bool = False
 
 
 def new_run_dir(base: Path | None, profile: Profile) -> Path:
@@ -105,9 +107,12 @@ def run_host_demos(c: Components, selected: list[demos.Demo], run_dir: Path, fra
     return runs
 
 
-def boot_and_run(c: Components, opts: RunOptions, run_dir: Path, timings: dict) -> tuple[dict, dict[str, DemoRun], str | None]:
+def boot_and_run(
+    c: Components, machine: Machine, opts: RunOptions, run_dir: Path, timings: dict
+) -> tuple[dict, dict[str, DemoRun], str | None]:
     """Boot the guest, run the plan, collect /out. Returns (facts, guest runs, failure)."""
-    exchange = run_dir / "exchange.img"
+    exchange = machine.exchange
+    assert exchange is not None
     steps = [
         # VN_DEBUG=init makes Mesa's Venus driver say why it fails to initialise
         # (e.g. "failed to allocate/map ring shmem"), which diagnosis reads.
@@ -120,9 +125,6 @@ def boot_and_run(c: Components, opts: RunOptions, run_dir: Path, timings: dict) 
     ]
     protocol.write_exchange(exchange, steps)
     failure = None
-    machine = Machine(
-        c, run_dir, exchange=exchange, display=opts.display, gpu_options=opts.gpu_options, env=opts.host_env
-    )
     try:
         with machine:
             machine.start()
@@ -167,6 +169,92 @@ def boot_and_run(c: Components, opts: RunOptions, run_dir: Path, timings: dict) 
     return facts, runs, failure
 
 
+def _execute(opts: RunOptions, run_dir: Path, result: dict, timings: dict) -> None:
+    """The body of a run; fills ``result`` as far as it gets."""
+    profile = opts.profile
+    t = time.monotonic()
+    c = Provisioner(profile).provision(opts.kernel_flavour, opts.kernel_image)
+    timings["provision_s"] = round(time.monotonic() - t, 2)
+    result["components"] = {**c.versions, "lock_sha256": c.lock_digest}
+    result["kernel"] = {
+        "flavour": c.kernel_flavour,
+        "release": c.kernel_release,
+        "image": str(c.kernel.path),
+        "header_page_size": c.kernel.page_size,
+    }
+    machine = Machine(
+        c,
+        run_dir,
+        exchange=run_dir / "exchange.img",
+        display=opts.display,
+        gpu_options=opts.gpu_options,
+        env=opts.host_env,
+    )
+    with log.nested("preflight"):
+        t = time.monotonic()
+        pre = doctor.preflight(c, machine)
+        doctor.write_log(pre, run_dir / "preflight.log")
+        timings["preflight_s"] = round(time.monotonic() - t, 2)
+        for ch in pre:
+            if ch.status != doctor.OK:
+                log.warn(ch.line())
+    result["preflight"] = [ch.as_dict() for ch in pre]
+    refused = [ch for ch in pre if ch.status == doctor.FAIL]
+    if refused and not opts.no_preflight:
+        log.info(f"not booting: {len(refused)} preflight check(s) failed (--no-preflight boots anyway)")
+        result["checks"] = [Check(f"preflight: {ch.name}", False, ch.detail).as_dict() for ch in refused]
+        result["verdict"] = "fail"
+        return
+    with log.nested("running the demos on host lavapipe (reference frames)"):
+        t = time.monotonic()
+        host = run_host_demos(c, opts.demos, run_dir, opts.frames)
+        timings["host_demos_s"] = round(time.monotonic() - t, 2)
+    with log.nested(f"booting the guest ({c.kernel_flavour} kernel) and running {len(opts.demos)} demo(s)"):
+        facts, guest, failure = boot_and_run(c, machine, opts, run_dir, timings)
+    result["failure"] = failure
+    page_kb = facts.get("page_size_kb", "")
+    page = int(page_kb) * 1024 if page_kb.isdigit() else None
+    result["guest"] = {
+        "page_size": page,
+        "kernel_release": facts.get("kernel_release"),
+        "render_node": facts.get("render_node"),
+        "uptime_at_finish_s": float(facts["finished_uptime"]) if "finished_uptime" in facts else None,
+    }
+    checks = [page_size_check(page, profile.page_size, f"{c.kernel_flavour}: {c.kernel_release or c.kernel.path}")]
+    for demo in opts.demos:
+        g, h = guest[demo.name], host[demo.name]
+        checks += demo_checks(g, h)
+        result["demos"].append(
+            {
+                "name": demo.name,
+                "outcome": g.outcome,
+                "failure": g.failure() or None,
+                "vk_result": g.vk_result,
+                "call": g.failed_call,
+                "checksum": g.result.get("checksum"),
+                "host_checksum": h.result.get("checksum"),
+                "checksum_match": (g.result.get("checksum") == h.result.get("checksum"))
+                if g.outcome == "pass" and h.outcome == "pass"
+                else None,
+                "fps": g.result.get("fps"),
+                "host_fps": h.result.get("fps"),
+                "frames": g.result.get("frames"),
+                "size": f"{g.result.get('width')}x{g.result.get('height')}" if g.result else None,
+                "device": g.result.get("device"),
+                "driver": g.result.get("driver"),
+                "host_device": h.result.get("device"),
+                "guest_exit_status": g.exit_status,
+                "guest_duration_s": g.duration_s,
+                "frame_png": g.frame_png,
+                "host_frame_png": h.frame_png,
+            }
+        )
+    if failure:
+        checks.append(Check("the guest ran to completion", False, failure))
+    result["checks"] = [ch.as_dict() for ch in checks]
+    result["verdict"] = "pass" if all(ch.ok for ch in checks) else "fail"
+
+
 def run(opts: RunOptions) -> dict:
     t0 = time.monotonic()
     profile = opts.profile
@@ -185,69 +273,7 @@ def run(opts: RunOptions) -> dict:
         "failure": None,
     }
     try:
-        t = time.monotonic()
-        c = Provisioner(profile).provision(opts.kernel_flavour, opts.kernel_image)
-        timings["provision_s"] = round(time.monotonic() - t, 2)
-        result["components"] = {**c.versions, "lock_sha256": c.lock_digest}
-        result["kernel"] = {
-            "flavour": c.kernel_flavour,
-            "release": c.kernel_release,
-            "image": str(c.kernel.path),
-            "header_page_size": c.kernel.page_size,
-        }
-        if c.kernel.page_size != profile.page_size:
-            log.warn(
-                f"the kernel's header says {(c.kernel.page_size or 0) // 1024}K pages; profile {profile.name} "
-                f"requires {profile.page_size // 1024}K — booting it to show what the guest does; the verdict will fail"
-            )
-        with log.nested("running the demos on host lavapipe (reference frames)"):
-            t = time.monotonic()
-            host = run_host_demos(c, opts.demos, run_dir, opts.frames)
-            timings["host_demos_s"] = round(time.monotonic() - t, 2)
-        with log.nested(f"booting the guest ({c.kernel_flavour} kernel) and running {len(opts.demos)} demo(s)"):
-            facts, guest, failure = boot_and_run(c, opts, run_dir, timings)
-        result["failure"] = failure
-        page_kb = facts.get("page_size_kb", "")
-        page = int(page_kb) * 1024 if page_kb.isdigit() else None
-        result["guest"] = {
-            "page_size": page,
-            "kernel_release": facts.get("kernel_release"),
-            "render_node": facts.get("render_node"),
-            "uptime_at_finish_s": float(facts["finished_uptime"]) if "finished_uptime" in facts else None,
-        }
-        checks = [page_size_check(page, profile.page_size, f"{c.kernel_flavour}: {c.kernel_release or c.kernel.path}")]
-        for demo in opts.demos:
-            g, h = guest[demo.name], host[demo.name]
-            checks += demo_checks(g, h)
-            result["demos"].append(
-                {
-                    "name": demo.name,
-                    "outcome": g.outcome,
-                    "failure": g.failure() or None,
-                    "vk_result": g.vk_result,
-                    "call": g.failed_call,
-                    "checksum": g.result.get("checksum"),
-                    "host_checksum": h.result.get("checksum"),
-                    "checksum_match": (g.result.get("checksum") == h.result.get("checksum"))
-                    if g.outcome == "pass" and h.outcome == "pass"
-                    else None,
-                    "fps": g.result.get("fps"),
-                    "host_fps": h.result.get("fps"),
-                    "frames": g.result.get("frames"),
-                    "size": f"{g.result.get('width')}x{g.result.get('height')}" if g.result else None,
-                    "device": g.result.get("device"),
-                    "driver": g.result.get("driver"),
-                    "host_device": h.result.get("device"),
-                    "guest_exit_status": g.exit_status,
-                    "guest_duration_s": g.duration_s,
-                    "frame_png": g.frame_png,
-                    "host_frame_png": h.frame_png,
-                }
-            )
-        if failure:
-            checks.append(Check("the guest ran to completion", False, failure))
-        result["checks"] = [ch.as_dict() for ch in checks]
-        result["verdict"] = "pass" if all(ch.ok for ch in checks) else "fail"
+        _execute(opts, run_dir, result, timings)
     except VenusReproError as exc:
         result["failure"] = str(exc)
         result["verdict"] = "error"

@@ -158,7 +158,10 @@ class Provisioner:
         key = hashlib.sha256(
             b"\0".join([guest_root.name.encode(), str(kernel_dir).encode(), demo_dir.name.encode(), init])
         ).hexdigest()[:16]
-        final = self.cache / "initramfs" / f"initrd-{key}"
+        # The flavour is part of the name so that each kernel keeps its own
+        # initramfs in the cache (build_once prunes older builds by name stem).
+        flavour = kernel_dir.name.rsplit("-", 1)[0] if kernel_dir is not None else "custom"
+        final = self.cache / "initramfs" / f"initrd-{flavour}-{key}"
         if final.exists():
             return final / "initrd.cpio"
 
