@@ -30,3 +30,8 @@ def virtio_gpu(section: str, value: int) -> str:
 def vk_result_name(value: int) -> str:
     """``-1`` → ``VK_ERROR_OUT_OF_HOST_MEMORY``; an unknown value is still shown."""
     return _table("vkresult").get(value, f"VkResult({value}, unknown)")
+
+
+def venus_messages() -> dict[str, str]:
+    """Mesa Venus / virtio-gpu guest messages (regex) → what they mean."""
+    return {str(k): " ".join(str(v).split()) for k, v in _load("venus_messages").items()}

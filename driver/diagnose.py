@@ -150,10 +150,15 @@ _CODE_PATTERNS = [
 ]
 
 
-def decode_codes(lines: list[Line]) -> list[dict]:
-    found: dict[tuple[str, int], dict] = {}
+@functools.cache
+def _venus_messages() -> list[tuple[re.Pattern, str]]:
+    return [(re.compile(k), v) for k, v in codes.venus_messages().items()]
 
-    def add(kind: str, value: int, name: str, line: Line) -> None:
+
+def decode_codes(lines: list[Line]) -> list[dict]:
+    found: dict[tuple[str, int | str], dict] = {}
+
+    def add(kind: str, value: int | str, name: str, line: Line) -> None:
         entry = found.setdefault(
             (kind, value),
             {"kind": kind, "value": value, "name": name, "count": 0, "first": line.as_dict()},
@@ -170,9 +175,12 @@ def decode_codes(lines: list[Line]) -> list[dict]:
             add("VkResult", int(m.group(1)), codes.vk_result_name(int(m.group(1))), line)
         for m in re.finditer(r'"vk_result": (-?\d+)', line.text):
             add("VkResult", int(m.group(1)), codes.vk_result_name(int(m.group(1))), line)
+        for pattern, meaning in _venus_messages():
+            if m := pattern.search(line.text):
+                add("guest message", m.group(0), meaning, line)
         for m in re.finditer(r"cap set \d+: id (\d+)", line.text):
             add("virtio-gpu capset", int(m.group(1)), codes.virtio_gpu("capsets", int(m.group(1))), line)
-    out = sorted(found.values(), key=lambda e: (e["kind"], e["value"]))
+    out = sorted(found.values(), key=lambda e: (e["kind"], str(e["value"])))
     for e in out:
         if e["kind"].startswith("virtio-gpu") and e["kind"] != "virtio-gpu capset":
             e["value"] = f"0x{e['value']:x}"

@@ -115,3 +115,10 @@ def test_cli_missing_file():
 def test_cli_hvf_context_flags():
     proc = venus_repro("diagnose", "--json", "--accel", "hvf", "--guest-page-size", "4096", str(FIXTURES / "seed.log"))
     assert {f["id"] for f in json.loads(proc.stdout)["findings"]} == {"map-blob-failed", "wrong-kernel"}
+
+
+def test_guest_messages_are_decoded():
+    report = diagnose.diagnose([FIXTURES / "render-server-missing.guest.log"])
+    messages = {c["value"]: c["name"] for c in report["codes"] if c["kind"] == "guest message"}
+    assert "vkCreateInstance then returns -1" in messages["failed to allocate/map ring shmem"]
+    assert "VK_MESA_venus_protocol spec version 2" in messages
