@@ -21,49 +21,15 @@ int main(int argc, char **argv) {
     VkDevice dev = vr.device;
     const uint32_t w = vr.opt.width, h = vr.opt.height;
 
-    /* Colour target (device-local, optimal tiling). */
-    VkImageCreateInfo ici = {
-        .sType = VK_STRUCTURE_TYPE_IMAGE_CREATE_INFO,
-        .imageType = VK_IMAGE_TYPE_2D,
-        .format = FORMAT,
-        .extent = {w, h, 1},
-        .mipLevels = 1,
-        .arrayLayers = 1,
-        .samples = VK_SAMPLE_COUNT_1_BIT,
-        .tiling = VK_IMAGE_TILING_OPTIMAL,
-        .usage = VK_IMAGE_USAGE_COLOR_ATTACHMENT_BIT | VK_IMAGE_USAGE_TRANSFER_SRC_BIT,
-        .initialLayout = VK_IMAGE_LAYOUT_UNDEFINED,
-    };
-    VkImage image;
-    VR_CHECK(&vr, vkCreateImage(dev, &ici, NULL, &image));
-    VkMemoryRequirements ireq;
-    vkGetImageMemoryRequirements(dev, image, &ireq);
-    VkDeviceMemory imem = vr_alloc(&vr, ireq, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT);
-    VR_CHECK(&vr, vkBindImageMemory(dev, image, imem, 0));
-
-    VkImageViewCreateInfo vci = {
-        .sType = VK_STRUCTURE_TYPE_IMAGE_VIEW_CREATE_INFO,
-        .image = image,
-        .viewType = VK_IMAGE_VIEW_TYPE_2D,
-        .format = FORMAT,
-        .subresourceRange = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 1, 0, 1},
-    };
-    VkImageView view;
-    VR_CHECK(&vr, vkCreateImageView(dev, &vci, NULL, &view));
-
-    /* Read-back buffer (host-visible, coherent). */
-    VkBufferCreateInfo bci = {
-        .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
-        .size = (VkDeviceSize)w * h * 4,
-        .usage = VK_BUFFER_USAGE_TRANSFER_DST_BIT,
-    };
-    VkBuffer buffer;
-    VR_CHECK(&vr, vkCreateBuffer(dev, &bci, NULL, &buffer));
-    VkMemoryRequirements breq;
-    vkGetBufferMemoryRequirements(dev, buffer, &breq);
-    VkDeviceMemory bmem = vr_alloc(
-        &vr, breq, VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT);
-    VR_CHECK(&vr, vkBindBufferMemory(dev, buffer, bmem, 0));
+    /* Colour target (device-local, optimal tiling) and read-back buffer (host-visible). */
+    VkDeviceMemory imem, bmem;
+    VkImage image = vr_image(&vr, w, h, FORMAT, VK_IMAGE_TILING_OPTIMAL,
+                             VK_IMAGE_USAGE_COLOR_ATTACHMENT_BIT | VK_IMAGE_USAGE_TRANSFER_SRC_BIT,
+                             VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT, &imem);
+    VkImageView view = vr_image_view(&vr, image, FORMAT, VK_IMAGE_ASPECT_COLOR_BIT);
+    VkBuffer buffer = vr_buffer(
+        &vr, (VkDeviceSize)w * h * 4, VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+        VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT, &bmem);
 
     /* Render pass: clear, draw, leave the image ready to copy from. */
     VkAttachmentDescription att = {

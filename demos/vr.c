@@ -1,8 +1,10 @@
 /* venus-repro demo support; see vr.h for the output contract. */
 #include "vr.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static void json_string(FILE *f, const char *s) {
@@ -63,6 +65,19 @@ void vr_fail(struct vr *vr, VkResult res, const char *call) {
     printf("}\n");
     fflush(stdout);
     exit(2);
+}
+
+void vr_fail_errno(struct vr *vr, const char *call) {
+    int err = errno;
+    fprintf(stderr, "%s: %s failed: %s\n", vr->demo, call, strerror(err));
+    fflush(stdout);
+    printf("VENUS-RESULT {\"demo\": ");
+    json_string(stdout, vr->demo);
+    printf(", \"outcome\": \"error\", \"errno\": %d, \"call\": ", err);
+    json_string(stdout, call);
+    printf("}\n");
+    fflush(stdout);
+    exit(3);
 }
 
 void vr_init(struct vr *vr, const char *const *device_extensions, uint32_t n_device_extensions) {
@@ -173,6 +188,59 @@ VkShaderModule vr_shader(struct vr *vr, const uint32_t *code, size_t size) {
     return m;
 }
 
+VkImage vr_image(struct vr *vr, uint32_t width, uint32_t height, VkFormat format,
+                 VkImageTiling tiling, VkImageUsageFlags usage, VkMemoryPropertyFlags props,
+                 VkDeviceMemory *mem) {
+    VkImageCreateInfo ici = {
+        .sType = VK_STRUCTURE_TYPE_IMAGE_CREATE_INFO,
+        .imageType = VK_IMAGE_TYPE_2D,
+        .format = format,
+        .extent = {width, height, 1},
+        .mipLevels = 1,
+        .arrayLayers = 1,
+        .samples = VK_SAMPLE_COUNT_1_BIT,
+        .tiling = tiling,
+        .usage = usage,
+        .initialLayout = VK_IMAGE_LAYOUT_UNDEFINED,
+    };
+    VkImage image;
+    VR_CHECK(vr, vkCreateImage(vr->device, &ici, NULL, &image));
+    VkMemoryRequirements req;
+    vkGetImageMemoryRequirements(vr->device, image, &req);
+    *mem = vr_alloc(vr, req, props);
+    VR_CHECK(vr, vkBindImageMemory(vr->device, image, *mem, 0));
+    return image;
+}
+
+VkImageView vr_image_view(struct vr *vr, VkImage image, VkFormat format, VkImageAspectFlags aspect) {
+    VkImageViewCreateInfo vci = {
+        .sType = VK_STRUCTURE_TYPE_IMAGE_VIEW_CREATE_INFO,
+        .image = image,
+        .viewType = VK_IMAGE_VIEW_TYPE_2D,
+        .format = format,
+        .subresourceRange = {aspect, 0, 1, 0, 1},
+    };
+    VkImageView view;
+    VR_CHECK(vr, vkCreateImageView(vr->device, &vci, NULL, &view));
+    return view;
+}
+
+VkBuffer vr_buffer(struct vr *vr, VkDeviceSize size, VkBufferUsageFlags usage,
+                   VkMemoryPropertyFlags props, VkDeviceMemory *mem) {
+    VkBufferCreateInfo bci = {
+        .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
+        .size = size,
+        .usage = usage,
+    };
+    VkBuffer buffer;
+    VR_CHECK(vr, vkCreateBuffer(vr->device, &bci, NULL, &buffer));
+    VkMemoryRequirements req;
+    vkGetBufferMemoryRequirements(vr->device, buffer, &req);
+    *mem = vr_alloc(vr, req, props);
+    VR_CHECK(vr, vkBindBufferMemory(vr->device, buffer, *mem, 0));
+    return buffer;
+}
+
 double vr_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -195,6 +263,7 @@ const char *vr_save_frame(struct vr *vr, const uint8_t *pixels, size_t row_pitch
     static char path[4096];
     if (!vr->opt.out_dir)
         return NULL;
+    mkdir(vr->opt.out_dir, 0755); /* one directory per run step; EEXIST is fine */
     snprintf(path, sizeof(path), "%s/%s.rgba", vr->opt.out_dir, vr->demo);
     FILE *f = fopen(path, "wb");
     if (!f) {

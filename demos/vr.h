@@ -47,12 +47,23 @@ struct vr {
 void vr_parse_args(struct vr *vr, const char *demo, int argc, char **argv, uint32_t width,
                    uint32_t height, uint32_t frames);
 void vr_fail(struct vr *vr, VkResult res, const char *call) __attribute__((noreturn));
+/* A failed system call (open, ioctl, mmap): print the result line and exit. */
+void vr_fail_errno(struct vr *vr, const char *call) __attribute__((noreturn));
 void vr_init(struct vr *vr, const char *const *device_extensions, uint32_t n_device_extensions);
 void vr_destroy(struct vr *vr);
 
 uint32_t vr_memory_type(struct vr *vr, uint32_t type_bits, VkMemoryPropertyFlags want);
 VkDeviceMemory vr_alloc(struct vr *vr, VkMemoryRequirements req, VkMemoryPropertyFlags want);
 VkShaderModule vr_shader(struct vr *vr, const uint32_t *code, size_t size);
+
+/* A 2D image with its own memory (props) bound; mem receives the allocation. */
+VkImage vr_image(struct vr *vr, uint32_t width, uint32_t height, VkFormat format,
+                 VkImageTiling tiling, VkImageUsageFlags usage, VkMemoryPropertyFlags props,
+                 VkDeviceMemory *mem);
+VkImageView vr_image_view(struct vr *vr, VkImage image, VkFormat format, VkImageAspectFlags aspect);
+/* A buffer with its own memory (props) bound. */
+VkBuffer vr_buffer(struct vr *vr, VkDeviceSize size, VkBufferUsageFlags usage,
+                   VkMemoryPropertyFlags props, VkDeviceMemory *mem);
 double vr_now(void);
 
 /* 64-bit FNV-1a over the pixels, row by row (row_pitch may exceed width*4). */

@@ -8,6 +8,7 @@ Exit status: 0 every expected outcome held · 1 the verdict failed ·
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -62,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
     _add_kernel(p)
     p.add_argument("--demo", action="append", metavar="NAME", help="run only this demo (repeatable)")
     p.add_argument("--frames", type=int, help="frames per demo (overrides demos.yaml)")
+    p.add_argument("--timeout", type=int, metavar="S", help="seconds each demo may take in the guest (overrides demos.yaml)")
     p.add_argument("--run-dir", type=Path, help="where to write the run's files (default: ./venus-runs/<time>-<profile>)")
     p.add_argument("--boot-timeout", type=float, default=120.0, help="seconds to reach /init (default 120)")
     p.add_argument("--json", action="store_true", help="print result.json to stdout instead of the table")
@@ -114,10 +116,15 @@ def cmd_run(args) -> int:
         read_image(args.kernel)
     if args.frames is not None and args.frames <= 0:
         raise VenusReproError("--frames must be a positive number")
+    if args.timeout is not None and args.timeout <= 0:
+        raise VenusReproError("--timeout must be a positive number of seconds")
+    selected = demos.select(args.demo)
+    if args.timeout is not None:
+        selected = [dataclasses.replace(d, timeout=args.timeout) for d in selected]
     host_env = _host_env(args.host_env)
     opts = RunOptions(
         profile=prof,
-        demos=demos.select(args.demo),
+        demos=selected,
         kernel_flavour=args.kernel_flavour,
         kernel_image=args.kernel,
         run_dir=args.run_dir,

@@ -30,13 +30,25 @@ def demos_dir() -> Path:
 
 
 @dataclasses.dataclass(frozen=True)
+class Expect:
+    """A known failure: the outcome, the VkResult (by name) and the call it must fail at."""
+
+    outcome: str
+    vk_result: str | None = None
+    call: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Demo:
     name: str
     description: str
+    binary: str
     sources: tuple[str, ...]
     shaders: tuple[str, ...]
     args: tuple[str, ...]
     timeout: int
+    default: bool = True
+    expect: Expect | None = None
 
 
 def catalogue() -> dict[str, Demo]:
@@ -45,15 +57,25 @@ def catalogue() -> dict[str, Demo]:
         doc = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise UsageError(f"{path}: malformed YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise UsageError(f"{path}: the catalogue is a mapping of demo names")
     demos = {}
     for name, d in doc.items():
+        binary = d.get("binary", name)
+        owner = doc.get(binary, {})
+        if "sources" not in owner:
+            raise UsageError(f"{path}: demo '{name}': binary '{binary}' has no entry with sources")
+        expect = d.get("expect")
         demos[name] = Demo(
             name=name,
             description=d.get("description", ""),
-            sources=tuple(d["sources"]),
-            shaders=tuple(d.get("shaders", [])),
+            binary=binary,
+            sources=tuple(owner["sources"]),
+            shaders=tuple(owner.get("shaders", [])),
             args=tuple(str(a) for a in d.get("args", [])),
             timeout=int(d.get("timeout", 60)),
+            default=bool(d.get("default", True)),
+            expect=Expect(**expect) if expect else None,
         )
     return demos
 
@@ -61,7 +83,7 @@ def catalogue() -> dict[str, Demo]:
 def select(names: list[str] | None) -> list[Demo]:
     cat = catalogue()
     if not names:
-        return list(cat.values())
+        return [d for d in cat.values() if d.default]
     unknown = [n for n in names if n not in cat]
     if unknown:
         raise UsageError(f"unknown demo '{unknown[0]}' (available: {', '.join(cat)})")
@@ -90,14 +112,16 @@ def build(host_root: Path, guest_root: Path, guest_libdir: str, out: Path) -> No
         name = Path(shader).name
         var = name.replace(".", "_")
         script.append(f"glslangValidator -V --quiet --vn {var} -o {work}/{name}.h {src}/{shader}")
-    cflags = f"-O2 -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Werror -I{src} -I{work}"
-    for demo in demos.values():
-        files = " ".join(f"{src}/{s}" for s in (*demo.sources, "vr.c"))
-        script.append(f"gcc {cflags} -o {out}/host/{demo.name} {files} -lvulkan -lm")
+    # -ffp-contract=off: no fused multiply-add on one side only (aarch64 vs x86_64).
+    cflags = f"-O2 -std=c11 -D_POSIX_C_SOURCE=200809L -ffp-contract=off -Wall -Werror -I{src} -I{work}"
+    binaries = {d.binary: d.sources for d in demos.values()}
+    for binary, sources in binaries.items():
+        files = " ".join(f"{src}/{s}" for s in (*sources, "vr.c"))
+        script.append(f"gcc {cflags} -o {out}/host/{binary} {files} -lvulkan -lm")
         # The guest binary links against the guest's libvulkan.so.1 (there is no
         # arm64 -dev package in the host root; the soname is all the linker needs).
         script.append(
-            f"aarch64-linux-gnu-gcc {cflags} -o {out}/guest/{demo.name} {files} "
+            f"aarch64-linux-gnu-gcc {cflags} -o {out}/guest/{binary} {files} "
             f"{guest_root}/{guest_libdir}/libvulkan.so.1 -lm"
         )
     proc = sandbox.run(
@@ -105,4 +129,4 @@ def build(host_root: Path, guest_root: Path, guest_libdir: str, out: Path) -> No
     )
     if proc.returncode != 0:
         raise ProvisionError("building the demos failed:\n" + (proc.stderr or proc.stdout).strip())
-    log.info(f"built {', '.join(demos)} for host and guest")
+    log.info(f"built {', '.join(binaries)} for host and guest")

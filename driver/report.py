@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tabulate import tabulate
 
 
@@ -18,6 +20,9 @@ def render(result: dict) -> str:
     rows = []
     for d in result.get("demos", []):
         outcome = d["outcome"] if d["outcome"] == "pass" else f"{d['outcome']}: {d.get('failure', '')}"
+        if d.get("expected", {}).get("outcome", "pass") != "pass":
+            outcome = f"(expected) {outcome}"
+        png = d.get("frame_png")
         match = {True: "yes", False: "NO", None: "-"}[d.get("checksum_match")]
         rows.append(
             [
@@ -30,9 +35,10 @@ def render(result: dict) -> str:
                 page_s,
                 d.get("device") or "-",
                 boot_s,
+                Path(png).name if png else "-",
             ]
         )
-    headers = ["demo", "outcome", "checksum", "= host", "FPS", "host FPS", "page", "Vulkan device", "boot"]
+    headers = ["demo", "outcome", "checksum", "= host", "FPS", "host FPS", "page", "Vulkan device", "boot", "frame"]
     lines = [tabulate(rows, headers=headers, tablefmt="simple")]
     failed = [c for c in result.get("checks", []) if not c["ok"]]
     lines.append("")

@@ -118,3 +118,21 @@ def demo_checks(guest: DemoRun, host: DemoRun) -> list[Check]:
             )
         )
     return checks
+
+
+def expected_failure_checks(guest: DemoRun, expect) -> list[Check]:
+    """A known failure must keep failing the same way: outcome, VkResult and call."""
+    got_name = vk_result_name(guest.vk_result) if guest.vk_result is not None else None
+    held = (
+        guest.outcome == expect.outcome
+        and (expect.vk_result is None or got_name == expect.vk_result)
+        and (expect.call is None or guest.failed_call == expect.call)
+    )
+    want = f"{expect.outcome}" + (f" {expect.vk_result}" if expect.vk_result else "") + (
+        f" at {expect.call}" if expect.call else ""
+    )
+    got = guest.failure() if guest.outcome != "pass" else "it passed"
+    detail = f"expected {want}; got {got}"
+    if held:
+        detail = f"fails as expected: {got}"
+    return [Check(f"{guest.name}: known failure", held, detail)]

@@ -32,27 +32,65 @@ def run_json(tmp_path: Path, *args: str) -> tuple[int, dict]:
     return proc.returncode, result
 
 
-def test_triangle_in_16k_guest_matches_host(provisioned, tmp_path, no_leftovers):
+def png_size(path: str) -> tuple[int, int]:
+    data = Path(path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_demos_in_16k_guest_match_host(provisioned, tmp_path, no_leftovers):
     assert provisioned["kernel"]["page_size"] == 16384
     code, result = run_json(tmp_path)
     assert result["verdict"] == "pass", result["checks"]
     assert code == 0
     assert result["guest"]["page_size"] == 16384
     assert result["guest"]["kernel_release"].endswith("-arm64-16k")
-    (tri,) = result["demos"]
-    assert tri["name"] == "test_tri" and tri["outcome"] == "pass"
-    # The guest frame, rendered through Venus, is bit-identical to host lavapipe's.
-    assert tri["checksum"].startswith("fnv1a64:") and tri["checksum"] == tri["host_checksum"]
-    assert tri["driver"] == "venus" and "Venus" in tri["device"]
-    assert tri["fps"] > 0 and tri["host_fps"] > 0
-    for png in (tri["frame_png"], tri["host_frame_png"]):
-        assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    demos = {d["name"]: d for d in result["demos"]}
+    assert list(demos) == ["test_tri", "vkcube_anim", "vkcube_zerocopy"]
+    for d in demos.values():
+        assert d["outcome"] == "pass", d
+        # Every guest frame, rendered through Venus, is bit-identical to host lavapipe's.
+        assert d["checksum"].startswith("fnv1a64:") and d["checksum"] == d["host_checksum"]
+        assert d["driver"] == "venus" and "Venus" in d["device"]
+        assert d["fps"] > 0 and d["host_fps"] > 0
+    assert png_size(demos["test_tri"]["frame_png"]) == (256, 256)
+    for cube in ("vkcube_anim", "vkcube_zerocopy"):
+        assert png_size(demos[cube]["frame_png"]) == png_size(demos[cube]["host_frame_png"]) == (1280, 800)
+    # The zero-copy cube reads the same frame in place as the copy-back cube copies out.
+    assert demos["vkcube_anim"]["checksum"] == demos["vkcube_zerocopy"]["checksum"]
+    assert demos["test_tri"]["checksum"] != demos["vkcube_anim"]["checksum"]
     run_dir = Path(result["run_dir"])
     for name in ("console.log", "qemu-stderr.log", "qemu-guest-errors.log", "qemu-cmdline.txt", "guest/dmesg.txt"):
         assert (run_dir / name).exists(), name
     assert "venus=on,blob=on,hostmem=" in (run_dir / "qemu-cmdline.txt").read_text()
     assert "-d guest_errors" in (run_dir / "qemu-cmdline.txt").read_text()
     assert result["timings"]["qemu_start_to_init_s"] > 0
+
+
+def test_known_failures_and_timeouts_do_not_stop_the_run(provisioned, tmp_path, no_leftovers):
+    """A hung demo is killed at its timeout; the next demos still run; known failures hold."""
+    code, result = run_json(
+        tmp_path, "--timeout", "3", "--frames", "20000",
+        "--demo", "vkcube_anim", "--demo", "vkcube_zerocopy_guest_blob", "--demo", "vkcube_zerocopy_dumb",
+    )  # fmt: skip
+    assert code == 1 and result["verdict"] == "fail"
+    demos = {d["name"]: d for d in result["demos"]}
+    assert demos["vkcube_anim"]["outcome"] == "timeout"
+    for variant in ("vkcube_zerocopy_guest_blob", "vkcube_zerocopy_dumb"):
+        d = demos[variant]
+        assert (d["outcome"], d["vk_result"], d["call"]) == ("error", -7, "vkCreateDevice")
+        assert "VK_ERROR_EXTENSION_NOT_PRESENT" in d["failure"]
+    checks = {c["name"]: c for c in result["checks"]}
+    assert checks["vkcube_zerocopy_guest_blob: known failure"]["ok"]
+    assert checks["vkcube_zerocopy_dumb: known failure"]["ok"]
+    assert not checks["vkcube_anim: runs in the guest"]["ok"]
+
+
+def test_copyback_variant(provisioned, tmp_path, no_leftovers):
+    code, result = run_json(tmp_path, "--demo", "vkcube_copyback", "--frames", "60")
+    assert code == 0, result["checks"]
+    (d,) = result["demos"]
+    assert d["checksum"] == d["host_checksum"]
 
 
 def test_4k_kernel_fails_the_verdict(provisioned, tmp_path, no_leftovers):
