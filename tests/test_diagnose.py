@@ -33,6 +33,7 @@ def ids(*files: str, **ctx) -> list[str]:
         (["hvf-unsupported.log"], ["hvf-unsupported"]),
         (["moltenvk-no-compiler-service.log"], ["moltenvk-no-compiler-service"]),
         (["import-failed.log"], ["import-failed"]),
+        (["external-memory-unsupported.log"], ["external-memory-unsupported"]),
         (["guest-kernel-panic.log"], ["guest-kernel-panic"]),
         (["virtio-gpu-missing.log"], ["virtio-gpu-missing"]),
         (["seed.log"], ["map-blob-failed"]),
