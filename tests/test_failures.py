@@ -18,7 +18,8 @@ NO_RENDER_SERVER = "RENDER_SERVER_EXEC_PATH=/nonexistent/virgl_render_server"
 
 
 def failed_run(tmp_path, *args: str) -> dict:
-    proc = venus_repro("run", "--json", "--run-dir", str(tmp_path / "run"), *args)
+    # One demo is enough to provoke each failure.
+    proc = venus_repro("run", "--json", "--run-dir", str(tmp_path / "run"), "--demo", "test_tri", *args)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     result = json.loads(proc.stdout)

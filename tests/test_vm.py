@@ -117,7 +117,7 @@ def test_table_output_and_exit_code(provisioned, tmp_path, no_leftovers):
 def _start_run(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "driver", "run", "--json", "--run-dir", str(run_dir)],
+        [sys.executable, "-m", "driver", "run", "--json", "--demo", "test_tri", "--run-dir", str(run_dir)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     console = run_dir / "console.log"
