@@ -50,6 +50,7 @@ class Machine:
         *,
         mode: str = "run",
         exchange: Path | None = None,
+        exchange_in: int = 0,
         display: str | None = None,
         gpu_options: str | None = None,
         extra_args: tuple[str, ...] = (),
@@ -59,6 +60,7 @@ class Machine:
         self.run_dir = run_dir
         self.mode = mode
         self.exchange = exchange
+        self.exchange_in = exchange_in  # bytes of input the guest reads from the exchange disk
         self.display = display or "sdl,gl=on"
         q = components.profile.qemu
         self.gpu_options = gpu_options or f"venus=on,blob=on,hostmem={q.hostmem}"
@@ -74,7 +76,11 @@ class Machine:
 
     def qemu_argv(self) -> list[str]:
         q = self.c.profile.qemu
-        append = f"console=ttyAMA0 panic=-1 vr.mode={self.mode}"
+        # quiet: the kernel's boot messages cost ~0.25 s on the emulated UART under
+        # TCG; errors still reach the console and the guest saves its full dmesg.
+        append = f"console=ttyAMA0 panic=-1 quiet vr.mode={self.mode}"
+        if self.exchange_in:
+            append += f" vr.xchg_in={self.exchange_in}"
         argv = [
             "qemu-system-aarch64",
             "-M", q.machine,

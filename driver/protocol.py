@@ -58,8 +58,12 @@ class Step:
         return f"step {self.name} {self.timeout} {' '.join(self.argv)}\n"
 
 
-def write_exchange(path: Path, steps: list[Step], files: dict[str, bytes] | None = None) -> None:
-    """Create the exchange disk image: a tar with ``plan`` (and ``files``), zero-padded."""
+def write_exchange(path: Path, steps: list[Step], files: dict[str, bytes] | None = None) -> int:
+    """Create the exchange disk image: a tar with ``plan`` (and ``files``), zero-padded.
+
+    Returns the tar's size: the guest reads only that much (``vr.xchg_in=`` on
+    the kernel command line), since reading the whole disk costs ~1 s under TCG.
+    """
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         entries = {"plan": "".join(s.line() for s in steps).encode(), **(files or {})}
@@ -72,6 +76,7 @@ def write_exchange(path: Path, steps: list[Step], files: dict[str, bytes] | None
     with open(path, "wb") as f:
         f.write(data)
         f.truncate(EXCHANGE_SIZE)
+    return len(data)
 
 
 def read_exchange(path: Path) -> dict[str, bytes] | None:

@@ -125,7 +125,7 @@ def boot_and_run(
         )
         for d in opts.demos
     ]
-    protocol.write_exchange(exchange, steps)
+    machine.exchange_in = protocol.write_exchange(exchange, steps)
     failure = None
     try:
         with machine:
