@@ -71,6 +71,15 @@ def parser() -> argparse.ArgumentParser:
 
     p.add_argument("--no-preflight", action="store_true", help="boot even if a preflight check fails (to reproduce it)")
 
+    p = sub.add_parser("bench", help="measure Venus efficiency, zero-copy gain and time to verdict")
+    _add_profile(p)
+    p.add_argument("--demo", action="append", metavar="NAME", help="benchmark only this demo (repeatable)")
+    p.add_argument("--repeat", type=int, default=5, metavar="N", help="rounds of guest/host pairs (default 5)")
+    p.add_argument("--frames", type=int, help="frames per demo run (overrides demos.yaml)")
+    p.add_argument("--cold", action="store_true", help="also time provisioning into an empty cache (~520 MB download)")
+    p.add_argument("--run-dir", type=Path, help="where to write bench.json, bench.png and the runs")
+    p.add_argument("--json", action="store_true", help="print bench.json to stdout")
+
     p = sub.add_parser("doctor", help="preflight this host and the selected components (no boot)")
     _add_profile(p)
     _add_kernel(p)
@@ -141,6 +150,27 @@ def cmd_run(args) -> int:
     else:
         print(render(result))
     return 0 if result["verdict"] == "pass" else 1
+
+
+def cmd_bench(args) -> int:
+    from . import bench
+    from .run import new_run_dir
+
+    prof = profile.load(args.profile)
+    if args.repeat <= 0:
+        raise VenusReproError("--repeat must be a positive number")
+    if args.frames is not None and args.frames <= 0:
+        raise VenusReproError("--frames must be a positive number")
+    selected = demos.select(args.demo or bench.DEFAULT_DEMOS)
+    for d in selected:
+        if d.expect is not None:
+            raise VenusReproError(f"bench: {d.name} is a known failure; it has no frame rate to measure")
+    run_dir = new_run_dir(args.run_dir, prof)
+    report = bench.bench(prof, selected, args.repeat, args.frames, run_dir, args.cold)
+    report["plot"] = str(bench.plot(report, run_dir / "bench.png"))
+    (run_dir / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2) if args.json else bench.render(report) + f"\nplot: {report['plot']}")
+    return 0
 
 
 def cmd_doctor(args) -> int:
@@ -250,7 +280,7 @@ def cmd_demos(_args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "boot": cmd_boot, "provision": cmd_provision, "lock": cmd_lock, "demos": cmd_demos, "diagnose": cmd_diagnose, "doctor": cmd_doctor}
+COMMANDS = {"run": cmd_run, "boot": cmd_boot, "provision": cmd_provision, "lock": cmd_lock, "demos": cmd_demos, "diagnose": cmd_diagnose, "doctor": cmd_doctor, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -235,6 +235,11 @@ class Machine:
             if parsed[0] == event:
                 return parsed[1]
 
+    def send_console(self, line: str) -> None:
+        """Type ``line`` on the guest's console (answers a ``sync`` plan line)."""
+        assert self.process is not None, "start() first"
+        self.process.sendline(line)
+
     def wait_for_shutdown(self, timeout: float) -> int:
         """Wait for QEMU to exit (the guest powers off; -no-reboot makes QEMU exit)."""
         assert self.process is not None

@@ -58,7 +58,19 @@ class Step:
         return f"step {self.name} {self.timeout} {' '.join(self.argv)}\n"
 
 
-def write_exchange(path: Path, steps: list[Step], files: dict[str, bytes] | None = None) -> int:
+@dataclasses.dataclass
+class Sync:
+    """``sync <name>``: the guest reports the marker and waits for a console line."""
+
+    name: str
+
+    def line(self) -> str:
+        if not re.fullmatch(r"[\w.-]+", self.name):
+            raise ValueError(f"sync name {self.name!r} must be a plain word")
+        return f"sync {self.name}\n"
+
+
+def write_exchange(path: Path, steps: list[Step | Sync], files: dict[str, bytes] | None = None) -> int:
     """Create the exchange disk image: a tar with ``plan`` (and ``files``), zero-padded.
 
     Returns the tar's size: the guest reads only that much (``vr.xchg_in=`` on

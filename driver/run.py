@@ -62,14 +62,15 @@ def new_run_dir(base: Path | None, profile: Profile) -> Path:
     return path.resolve()
 
 
-def demo_args(demo: demos.Demo, out_dir: str, frames: int | None) -> list[str]:
+def demo_args(demo: demos.Demo, out_dir: str | None, frames: int | None) -> list[str]:
+    """The demo's arguments, with ``--frames`` overridden and ``--out`` (if any) added."""
     args = list(demo.args)
     if frames is not None:
         if "--frames" in args:
             args[args.index("--frames") + 1] = str(frames)
         else:
             args += ["--frames", str(frames)]
-    return [*args, "--out", out_dir]
+    return [*args, "--out", out_dir] if out_dir else args
 
 
 def _save_frame(run: DemoRun, raw: bytes | None, out: Path) -> None:
@@ -90,23 +91,31 @@ def run_host_demos(c: Components, selected: list[demos.Demo], run_dir: Path, fra
     for demo in selected:
         if demo.expect is not None:
             continue  # a known failure: there is no reference frame to compare
-        start = time.monotonic()
-        proc = sandbox.run(
-            c.host_root,
-            [str(c.demo_bin / demo.binary), *demo_args(demo, str(out / demo.name), frames)],
-            binds=[c.demo_bin, out],
-            env={"VK_DRIVER_FILES": c.lavapipe_icd},
-            timeout=demo.timeout,
-        )
-        (out / f"{demo.name}.out").write_text(proc.stdout)
-        (out / f"{demo.name}.err").write_text(proc.stderr)
-        run = DemoRun(demo.name, proc.returncode, protocol.parse_demo_output(proc.stdout), time.monotonic() - start)
+        run = run_host_demo(c, demo, out, frames, save_frame=True)
         raw = out / demo.name / f"{demo.binary}.rgba"
         _save_frame(run, raw.read_bytes() if raw.exists() else None, run_dir / f"{demo.name}-host.png")
         raw.unlink(missing_ok=True)
         log.info(f"host {demo.name}: {run.outcome} {run.result.get('checksum', run.failure())}")
         runs[demo.name] = run
     return runs
+
+
+def run_host_demo(
+    c: Components, demo: demos.Demo, out: Path, frames: int | None, save_frame: bool, name: str | None = None
+) -> DemoRun:
+    """One demo on host lavapipe inside the host root; its output goes to ``out/<name>.out/.err``."""
+    name = name or demo.name
+    start = time.monotonic()
+    proc = sandbox.run(
+        c.host_root,
+        [str(c.demo_bin / demo.binary), *demo_args(demo, str(out / name) if save_frame else None, frames)],
+        binds=[c.demo_bin, out],
+        env={"VK_DRIVER_FILES": c.lavapipe_icd},
+        timeout=demo.timeout,
+    )
+    (out / f"{name}.out").write_text(proc.stdout)
+    (out / f"{name}.err").write_text(proc.stderr)
+    return DemoRun(name, proc.returncode, protocol.parse_demo_output(proc.stdout), time.monotonic() - start)
 
 
 def boot_and_run(

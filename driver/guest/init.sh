@@ -9,7 +9,9 @@
 #    guest writes /out (facts, per-step logs and result lines, frames, dmesg)
 #    back onto it as a tar before powering off. Results never depend on
 #    scraping the console: the console may interleave kernel messages.
-#  * Plan lines: "step <name> <timeout-seconds> <command> [args…]".
+#  * Plan lines: "step <name> <timeout-seconds> <command> [args…]", and
+#    "sync <name>": print a sync marker and wait for a line on the console (the
+#    driver runs something on the host meanwhile, e.g. the host half of a benchmark).
 #    Each step's stdout/stderr go to /out/<name>.out/.err and its exit status
 #    to /out/<name>.status; the console shows its output live as well.
 #  * vr.mode=shell on the kernel command line gives an interactive shell
@@ -97,6 +99,11 @@ mark plan-start uptime="$(uptime_s)"
 if [ -f /in/plan ]; then
   # fd 3 keeps the plan while steps own stdin.
   while read -r kind name timeout cmd <&3; do
+    if [ "$kind" = sync ]; then
+      mark sync name="$name"
+      read -r _reply
+      continue
+    fi
     [ "$kind" = step ] || continue
     mark step-start name="$name" uptime="$(uptime_s)"
     start=$(uptime_s)
