@@ -30,6 +30,7 @@ def ids(*files: str, **ctx) -> list[str]:
         (["host-vulkan-missing.log"], ["host-vulkan-missing"]),
         (["fence-wait-hang.log"], ["fence-wait-hang"]),
         (["venus-ring-fatal.log"], ["venus-ring-fatal"]),
+        (["venus-ring-stall.log"], ["venus-ring-stall"]),
         (["hvf-unsupported.log"], ["hvf-unsupported"]),
         (["moltenvk-no-compiler-service.log"], ["moltenvk-no-compiler-service"]),
         (["import-failed.log"], ["import-failed"]),

@@ -177,7 +177,7 @@ def test_warm_cache_needs_no_network(provisioned, tmp_path, no_leftovers):
     """With the cache provisioned, a run works in a network namespace with no interfaces."""
     run_dir = tmp_path / "offline"
     proc = subprocess.run(
-        ["unshare", "--net", sys.executable, "-m", "driver", "run", "--json", "--run-dir", str(run_dir)],
+        ["unshare", "--net", sys.executable, "-m", "driver", "run", "--json", "--demo", "test_tri", "--run-dir", str(run_dir)],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
