@@ -58,8 +58,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"venus-repro {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("run", help="provision, boot, run the demos, print the verdict")
-    _add_profile(p)
+    p = sub.add_parser("run", help="provision, boot, run a scenario's demos and programs, print the verdict")
+    p.add_argument("scenario", nargs="?", metavar="SCENARIO|FILE", help="built-in scenario name or YAML file (default: venus-demos)")
+    p.add_argument("--profile", help="profile name or YAML path (default: the scenario's)")
     _add_kernel(p)
     p.add_argument("--demo", action="append", metavar="NAME", help="run only this demo (repeatable)")
     p.add_argument("--frames", type=int, help="frames per demo (overrides demos.yaml)")
@@ -115,10 +116,25 @@ def cmd_run(args) -> int:
     from .report import render
     from .run import RunOptions, run
 
-    prof = profile.load(args.profile)
+    result = run(run_options(args))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(render(result))
+    return 0 if result["verdict"] == "pass" else 1
+
+
+def run_options(args):
+    """RunOptions from a scenario (default venus-demos) and the command line's overrides.
+
+    Bad input fails here, before a run directory exists."""
+    from . import scenario
+    from .run import RunOptions
+
+    sc = scenario.load(args.scenario or "venus-demos")
+    prof = profile.load(args.profile or sc.profile)
     if args.kernel is not None and args.kernel_flavour is not None:
         raise VenusReproError("--kernel and --kernel-flavour exclude each other")
-    prof.kernel_flavour(args.kernel_flavour)  # refuse bad input before anything else happens
     if args.kernel is not None:
         from .provision.kernel import read_image
 
@@ -127,29 +143,26 @@ def cmd_run(args) -> int:
         raise VenusReproError("--frames must be a positive number")
     if args.timeout is not None and args.timeout <= 0:
         raise VenusReproError("--timeout must be a positive number of seconds")
-    selected = demos.select(args.demo)
-    if args.timeout is not None:
-        selected = [dataclasses.replace(d, timeout=args.timeout) for d in selected]
-    host_env = _host_env(args.host_env)
-    opts = RunOptions(
-        profile=prof,
-        demos=selected,
-        kernel_flavour=args.kernel_flavour,
-        kernel_image=args.kernel,
+    opts = RunOptions.from_scenario(
+        sc,
+        prof,
         run_dir=args.run_dir,
         boot_timeout=args.boot_timeout,
         frames=args.frames,
         display=args.display,
         gpu_options=args.gpu_options,
-        host_env=host_env,
-        no_preflight=args.no_preflight,
+        no_preflight=args.no_preflight or None,
     )
-    result = run(opts)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(render(result))
-    return 0 if result["verdict"] == "pass" else 1
+    if args.kernel is not None or args.kernel_flavour is not None:
+        opts = dataclasses.replace(opts, kernel_image=args.kernel, kernel_flavour=args.kernel_flavour)
+    if args.demo:  # --demo replaces the scenario's steps
+        opts = dataclasses.replace(opts, demos=demos.select(args.demo), programs=[], min_fps={})
+    if args.timeout is not None:
+        opts = dataclasses.replace(opts, demos=[dataclasses.replace(d, timeout=args.timeout) for d in opts.demos])
+    if args.host_env:
+        opts = dataclasses.replace(opts, host_env={**opts.host_env, **_host_env(args.host_env)})
+    prof.kernel_flavour(opts.kernel_flavour if opts.kernel_image is None else None)
+    return opts
 
 
 def cmd_bench(args) -> int:

@@ -38,6 +38,9 @@ def render(result: dict) -> str:
                 Path(png).name if png else "-",
             ]
         )
+    for prog in result.get("programs", []):
+        outcome = prog["outcome"] if prog["outcome"] == "pass" else f"fail: {', '.join(prog['failed'])}"
+        rows.append([prog["name"], outcome, "-", "-", "-", "-", page_s, "-", boot_s, "-"])
     headers = ["demo", "outcome", "checksum", "= host", "FPS", "host FPS", "page", "Vulkan device", "boot", "frame"]
     lines = [tabulate(rows, headers=headers, tablefmt="simple")]
     failed = [c for c in result.get("checks", []) if not c["ok"]]
@@ -46,6 +49,9 @@ def render(result: dict) -> str:
         lines.append(f"error: {result['failure']}")
     for c in failed:
         lines.append(f"FAILED {c['name']}: {c['detail']}")
+    if "observed_checks" in result and result["verdict"] == "pass":
+        ids = ", ".join(f["id"] for f in result.get("findings", []))
+        lines.append(f"known failure reproduced as expected ({ids})")
     for f in result.get("findings", []):
         lines.append(f"finding [{f['id']}] {f['summary']}")
         lines.append(f"  cause: {f['cause']}")

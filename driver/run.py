@@ -20,8 +20,9 @@ from .errors import MachineError, VenusReproError
 from .frames import rgba_to_png
 from .machine import Machine
 from .profile import Profile
+from .scenario import ProgramStep, Scenario
 from .provision import GUEST_BIN_DIR, Components, Provisioner
-from .verdict import Check, DemoRun, demo_checks, expected_failure_checks, page_size_check
+from .verdict import Check, DemoRun, ProgramRun, demo_checks, expected_failure_checks, page_size_check, program_checks
 
 GUEST_OUT = "/out"
 
@@ -41,6 +42,33 @@ class RunOptions:
     host_env: dict[str, str] = dataclasses.field(default_factory=dict)
     # Boot even when preflight fails (to reproduce a failure for a bug report).
     no_preflight: bool = False
+    # From a scenario (see scenario.py): guest programs run after the demos,
+    # host files put into the guest, the page size required, expected findings.
+    programs: list[ProgramStep] = dataclasses.field(default_factory=list)
+    min_fps: dict[str, float] = dataclasses.field(default_factory=dict)
+    files: list[tuple[Path, str]] = dataclasses.field(default_factory=list)
+    page_size: int | None = None
+    expect_findings: list[str] = dataclasses.field(default_factory=list)
+    scenario: Scenario | None = None
+
+    @classmethod
+    def from_scenario(cls, sc: Scenario, profile: Profile, **overrides) -> "RunOptions":
+        opts = cls(
+            profile=profile,
+            demos=[step.demo for step in sc.demos],
+            kernel_flavour=sc.kernel_flavour,
+            kernel_image=sc.kernel_image,
+            display=sc.display,
+            gpu_options=sc.gpu_options,
+            host_env=dict(sc.host_env),
+            programs=list(sc.programs),
+            min_fps={step.demo.name: step.min_fps for step in sc.demos if step.min_fps is not None},
+            files=list(sc.files),
+            page_size=sc.page_size,
+            expect_findings=list(sc.expect_findings),
+            scenario=sc,
+        )
+        return dataclasses.replace(opts, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def new_run_dir(base: Path | None, profile: Profile) -> Path:
@@ -120,8 +148,8 @@ def run_host_demo(
 
 def boot_and_run(
     c: Components, machine: Machine, opts: RunOptions, run_dir: Path, timings: dict
-) -> tuple[dict, dict[str, DemoRun], str | None]:
-    """Boot the guest, run the plan, collect /out. Returns (facts, guest runs, failure)."""
+) -> tuple[dict, dict, str | None]:
+    """Boot the guest, run the plan, collect /out. Returns (facts, {step: DemoRun|ProgramRun}, failure)."""
     exchange = machine.exchange
     assert exchange is not None
     steps = [
@@ -134,7 +162,11 @@ def boot_and_run(
         )
         for d in opts.demos
     ]
-    machine.exchange_in = protocol.write_exchange(exchange, steps)
+    steps += [
+        protocol.Step(p.name, p.timeout, ["env", *(f"{k}={v}" for k, v in p.env), *p.argv]) for p in opts.programs
+    ]
+    files = {f"files/{dest}": src.read_bytes() for src, dest in opts.files}
+    machine.exchange_in = protocol.write_exchange(exchange, steps, files)
     failure = None
     try:
         with machine:
@@ -142,9 +174,9 @@ def boot_and_run(
             machine.wait_for_marker("init", opts.boot_timeout)
             timings["qemu_start_to_init_s"] = round(machine.elapsed(), 2)
             machine.wait_for_marker("gpu", 60)
-            for demo in opts.demos:
+            for step in [*opts.demos, *opts.programs]:
                 machine.wait_for_marker("step-start", 60)
-                end = machine.wait_for_marker("step-end", demo.timeout + 30)
+                end = machine.wait_for_marker("step-end", step.timeout + 30)
                 log.info(f"guest {end.get('name')}: exit status {end.get('status')}")
             machine.wait_for_marker("poweroff", 60)
             machine.wait_for_shutdown(30)
@@ -175,6 +207,14 @@ def boot_and_run(
         )
         _save_frame(run, out.get(f"{demo.name}/{demo.binary}.rgba"), run_dir / f"{demo.name}-guest.png")
         runs[demo.name] = run
+    for prog in opts.programs:
+        status = out.get(f"{prog.name}.status")
+        runs[prog.name] = ProgramRun(
+            prog.name,
+            int(status) if status is not None else None,
+            out.get(f"{prog.name}.out", b"").decode(errors="replace"),
+            out.get(f"{prog.name}.err", b"").decode(errors="replace"),
+        )
     if failure is None and not out:
         failure = "the guest wrote no results to the exchange disk"
     return facts, runs, failure
@@ -231,11 +271,16 @@ def _execute(opts: RunOptions, run_dir: Path, result: dict, timings: dict) -> No
         "render_node": facts.get("render_node"),
         "uptime_at_finish_s": float(facts["finished_uptime"]) if "finished_uptime" in facts else None,
     }
-    checks = [page_size_check(page, profile.page_size, f"{c.kernel_flavour}: {c.kernel_release or c.kernel.path}")]
+    required = opts.page_size or profile.page_size
+    checks = [page_size_check(page, required, f"{c.kernel_flavour}: {c.kernel_release or c.kernel.path}")]
     for demo in opts.demos:
         g = guest[demo.name]
         h = host.get(demo.name) or DemoRun(demo.name, None, protocol.parse_demo_output(""))
         checks += expected_failure_checks(g, demo.expect) if demo.expect else demo_checks(g, h)
+        floor = opts.min_fps.get(demo.name)
+        if floor is not None and g.outcome == "pass":
+            fps = float(g.result.get("fps", 0))
+            checks.append(Check(f"{demo.name}: at least {floor:g} FPS", fps >= floor, f"{fps:.0f} FPS in the guest"))
         result["demos"].append(
             {
                 "name": demo.name,
@@ -262,6 +307,12 @@ def _execute(opts: RunOptions, run_dir: Path, result: dict, timings: dict) -> No
                 "host_frame_png": h.frame_png,
             }
         )
+    for prog in opts.programs:
+        pr = guest[prog.name]
+        pchecks = program_checks(pr, prog)
+        checks += pchecks
+        failed = [ch.name.split(": ", 1)[1] for ch in pchecks if not ch.ok]
+        result["programs"].append({**pr.as_dict(), "outcome": "fail" if failed else "pass", "failed": failed})
     if failure:
         checks.append(Check("the guest ran to completion", False, failure))
     result["checks"] = [ch.as_dict() for ch in checks]
@@ -279,8 +330,10 @@ def run(opts: RunOptions) -> dict:
         "verdict": "error",
         "run_dir": str(run_dir),
         "profile": profile.name,
-        "required_page_size": profile.page_size,
+        "required_page_size": opts.page_size or profile.page_size,
+        "scenario": {"name": opts.scenario.name, "sha256": opts.scenario.digest} if opts.scenario else None,
         "demos": [],
+        "programs": [],
         "checks": [],
         "timings": timings,
         "failure": None,
@@ -294,9 +347,20 @@ def run(opts: RunOptions) -> dict:
     finally:
         timings["total_s"] = round(time.monotonic() - t0, 2)
         (run_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-    if result["verdict"] != "pass":
+    if result["verdict"] != "pass" or opts.expect_findings:
         # Diagnose from what the run left on disk, exactly as `venus-repro diagnose RUN_DIR` would.
         report = diagnose.diagnose([run_dir], diagnose.Context(host_page_size=os.sysconf("SC_PAGE_SIZE"), accel="tcg"))
         result["findings"], result["codes"] = report["findings"], report["codes"]
+    if opts.expect_findings:
+        # A known bug kept as a scenario: it must keep failing with these findings.
+        found = [f["id"] for f in result.get("findings", [])]
+        missing = [f for f in opts.expect_findings if f not in found]
+        result["observed_checks"] = result["checks"]
+        detail = f"found {', '.join(found) or 'none'}"
+        if missing:
+            detail = f"missing {', '.join(missing)} ({detail}); if the bug is fixed, update the scenario"
+        result["checks"] = [Check("expected findings", not missing, detail).as_dict()]
+        result["verdict"] = "fail" if missing or result["verdict"] == "error" else "pass"
+    if result["verdict"] != "pass" or opts.expect_findings:
         (run_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

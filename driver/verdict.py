@@ -136,3 +136,35 @@ def expected_failure_checks(guest: DemoRun, expect) -> list[Check]:
     if held:
         detail = f"fails as expected: {got}"
     return [Check(f"{guest.name}: known failure", held, detail)]
+
+
+@dataclasses.dataclass
+class ProgramRun:
+    """A scenario's guest program: exit status and output."""
+
+    name: str
+    exit_status: int | None
+    stdout: str
+    stderr: str
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "exit_status": self.exit_status,
+                "stdout_tail": self.stdout[-2000:], "stderr_tail": self.stderr[-2000:]}  # fmt: skip
+
+
+def program_checks(run: ProgramRun, step) -> list[Check]:
+    import re
+
+    n = run.name
+    if run.exit_status is None:
+        return [Check(f"{n}: ran", False, "did not run (the guest never reached it)")]
+    checks = []
+    if step.exit is not None:
+        checks.append(Check(f"{n}: exit status", run.exit_status == step.exit, f"{run.exit_status} (expected {step.exit})"))
+    for stream, patterns in (("stdout", step.stdout), ("stderr", step.stderr)):
+        text = getattr(run, stream)
+        for pattern in patterns:
+            found = re.search(pattern, text, re.M)
+            detail = f"'{found.group(0)}'" if found else "not found"
+            checks.append(Check(f"{n}: {stream} matches /{pattern}/", found is not None, detail))
+    return checks

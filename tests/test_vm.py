@@ -183,3 +183,40 @@ def test_warm_cache_needs_no_network(provisioned, tmp_path, no_leftovers):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout)["verdict"] == "pass"
     assert "downloading" not in proc.stderr and "package index" not in proc.stderr
+
+
+def test_scenario_with_a_guest_program_and_host_file(provisioned, tmp_path, no_leftovers):
+    (tmp_path / "hello.txt").write_text("hello from the host\n")
+    sc = tmp_path / "mine.yaml"
+    sc.write_text(
+        "name: mine\n"
+        "files: [{src: hello.txt, dest: hello.txt}]\n"
+        "steps:\n"
+        "  - demo: test_tri\n"
+        "    frames: 10\n"
+        "    min_fps: 1\n"
+        "  - program: [vulkaninfo, --summary]\n"
+        "    name: vulkaninfo\n"
+        "    expect: {exit: 0, stdout: ['driverName\\s*=\\s*venus']}\n"
+        "  - program: [cat, /in/files/hello.txt]\n"
+        "    name: hostfile\n"
+        "    expect: {stdout: ['^hello from the host$']}\n"
+        "  - program: [cat, /in/files/hello.txt]\n"
+        "    name: mustfail\n"
+        "    expect: {stdout: ['^this is not there$']}\n"
+    )
+    code, result = run_json(tmp_path, str(sc))
+    assert code == 1 and result["scenario"]["name"] == "mine"
+    programs = {p["name"]: p for p in result["programs"]}
+    assert programs["vulkaninfo"]["outcome"] == "pass"
+    assert programs["hostfile"]["outcome"] == "pass"
+    assert programs["mustfail"]["outcome"] == "fail"
+    failed = [c["name"] for c in result["checks"] if not c["ok"]]
+    assert failed == ["mustfail: stdout matches /^this is not there$/"]
+
+
+def test_known_bug_scenario(provisioned, tmp_path, no_leftovers):
+    code, result = run_json(tmp_path, "render-server-missing")
+    assert code == 0 and result["verdict"] == "pass"
+    assert [c["name"] for c in result["checks"]] == ["expected findings"]
+    assert any(not c["ok"] for c in result["observed_checks"])

@@ -1,0 +1,303 @@
+"""Scenarios: what to run and what must come out, as YAML.
+
+    name: venus-demos
+    profile: debian-trixie
+    kernel: {flavour: 16k}            # or {image: path/to/Image}
+    page_size: 16384                  # optional: overrides the profile's requirement
+    machine: {display: …, gpu_options: …, host_env: {KEY: value}}
+    files: [{src: host/path, dest: name}]   # copied into the guest at /in/files/<dest>
+    steps:
+      - demo: vkcube_anim             # a demo from demos/demos.yaml
+        frames: 200
+        timeout: 60
+        min_fps: 100                  # optional floor for the guest's FPS
+        expect: pass                  # or {outcome: error, vk_result: VK_…, call: vk…}
+      - program: [vulkaninfo, --summary]   # any guest program
+        name: vulkaninfo
+        env: {VN_DEBUG: init}
+        timeout: 30
+        expect: {exit: 0, stdout: ['driverName\\s*=\\s*venus']}
+    expect_findings: [render-server-missing]   # the run must fail with these findings
+
+Every error names the file, the line and the field. Built-in scenarios live
+in ``data/scenarios/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from pathlib import Path
+
+import yaml
+
+from . import demos as demo_catalogue
+from .errors import UsageError
+from .profile import DATA
+
+SCENARIOS = DATA / "scenarios"
+_WORD = re.compile(r"[\w.-]+")
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoStep:
+    demo: demo_catalogue.Demo
+    min_fps: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgramStep:
+    name: str
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    timeout: int
+    exit: int | None
+    stdout: tuple[str, ...]
+    stderr: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: Path | None
+    text: str
+    profile: str
+    kernel_flavour: str | None
+    kernel_image: Path | None
+    page_size: int | None
+    display: str | None
+    gpu_options: str | None
+    host_env: dict[str, str]
+    files: tuple[tuple[Path, str], ...]
+    demos: tuple[DemoStep, ...]
+    programs: tuple[ProgramStep, ...]
+    expect_findings: tuple[str, ...]
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in SCENARIOS.glob("*.yaml"))
+
+
+class _Where:
+    """file:line for a YAML node, for error messages."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def error(self, node: yaml.Node | None, field: str, message: str) -> UsageError:
+        line = f":{node.start_mark.line + 1}" if node is not None else ""
+        return UsageError(f"{self.path}{line}: {field}: {message}")
+
+
+def _mapping(node: yaml.Node) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    return {k.value: (k, v) for k, v in node.value}
+
+
+def _scalar(w: _Where, node: yaml.Node, field: str, kind: type):
+    if not isinstance(node, yaml.ScalarNode):
+        raise w.error(node, field, f"must be a {kind.__name__}")
+    value = yaml.safe_load(yaml.serialize(node))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise w.error(node, field, f"must be a {kind.__name__}, not {value!r}")
+    return value
+
+
+def _check_keys(w: _Where, node: yaml.Node, field: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
+    if not isinstance(node, yaml.MappingNode):
+        raise w.error(node, field, "must be a mapping")
+    m = _mapping(node)
+    for key, (knode, _) in m.items():
+        if key not in allowed:
+            raise w.error(knode, f"{field}.{key}" if field else key, f"unknown field (allowed: {', '.join(sorted(allowed))})")
+    for key in sorted(required - set(m)):
+        raise w.error(node, f"{field}.{key}" if field else key, "missing")
+    return m
+
+
+def _str_list(w: _Where, node: yaml.Node, field: str) -> list[str]:
+    if not isinstance(node, yaml.SequenceNode):
+        raise w.error(node, field, "must be a list")
+    return [str(_scalar(w, item, f"{field}[{i}]", str)) for i, item in enumerate(node.value)]
+
+
+def _str_map(w: _Where, node: yaml.Node, field: str) -> dict[str, str]:
+    m = _check_keys(w, node, field, {k.value for k, _ in node.value} if isinstance(node, yaml.MappingNode) else set())
+    return {k: str(yaml.safe_load(yaml.serialize(v))) for k, (_, v) in m.items()}
+
+
+def _demo_step(w: _Where, node: yaml.Node, field: str, catalogue: dict) -> DemoStep:
+    m = _check_keys(w, node, field, {"demo", "frames", "timeout", "min_fps", "expect"}, {"demo"})
+    name_node = m["demo"][1]
+    name = _scalar(w, name_node, f"{field}.demo", str)
+    if name not in catalogue:
+        raise w.error(name_node, f"{field}.demo", f"unknown demo '{name}' (available: {', '.join(catalogue)})")
+    demo = catalogue[name]
+    if "frames" in m:
+        frames = _scalar(w, m["frames"][1], f"{field}.frames", int)
+        if frames <= 0:
+            raise w.error(m["frames"][1], f"{field}.frames", "must be positive")
+        args = list(demo.args)
+        if "--frames" in args:
+            args[args.index("--frames") + 1] = str(frames)
+        else:
+            args += ["--frames", str(frames)]
+        demo = dataclasses.replace(demo, args=tuple(args))
+    if "timeout" in m:
+        demo = dataclasses.replace(demo, timeout=_scalar(w, m["timeout"][1], f"{field}.timeout", int))
+    if "expect" in m:
+        enode = m["expect"][1]
+        if isinstance(enode, yaml.ScalarNode):
+            if _scalar(w, enode, f"{field}.expect", str) != "pass":
+                raise w.error(enode, f"{field}.expect", "must be 'pass' or {outcome, vk_result, call}")
+            demo = dataclasses.replace(demo, expect=None)
+        else:
+            em = _check_keys(w, enode, f"{field}.expect", {"outcome", "vk_result", "call"}, {"outcome"})
+            values = {k: _scalar(w, v, f"{field}.expect.{k}", str) for k, (_, v) in em.items()}
+            if values["outcome"] not in ("error", "crash", "timeout"):
+                raise w.error(em["outcome"][1], f"{field}.expect.outcome", "must be error, crash or timeout")
+            demo = dataclasses.replace(demo, expect=demo_catalogue.Expect(**values))
+    min_fps = _scalar(w, m["min_fps"][1], f"{field}.min_fps", float) if "min_fps" in m else None
+    return DemoStep(demo, min_fps)
+
+
+def _program_step(w: _Where, node: yaml.Node, field: str) -> ProgramStep:
+    m = _check_keys(w, node, field, {"program", "name", "env", "timeout", "expect"}, {"program", "name"})
+    argv = _str_list(w, m["program"][1], f"{field}.program")
+    if not argv:
+        raise w.error(m["program"][1], f"{field}.program", "must name a program")
+    for i, a in enumerate(argv):
+        if not a or re.search(r"\s", a):
+            raise w.error(m["program"][1], f"{field}.program[{i}]", "arguments may not be empty or contain spaces")
+    name = _scalar(w, m["name"][1], f"{field}.name", str)
+    if not _WORD.fullmatch(name):
+        raise w.error(m["name"][1], f"{field}.name", "must be a plain word (letters, digits, . _ -)")
+    env = _str_map(w, m["env"][1], f"{field}.env") if "env" in m else {}
+    for k, v in env.items():
+        if re.search(r"\s", k + v):
+            raise w.error(m["env"][1], f"{field}.env.{k}", "may not contain spaces")
+    expect_exit, out, err = 0, [], []
+    if "expect" in m:
+        em = _check_keys(w, m["expect"][1], f"{field}.expect", {"exit", "stdout", "stderr"})
+        if "exit" in em:
+            expect_exit = _scalar(w, em["exit"][1], f"{field}.expect.exit", int)
+        for key, target in (("stdout", out), ("stderr", err)):
+            if key in em:
+                for i, pattern in enumerate(_str_list(w, em[key][1], f"{field}.expect.{key}")):
+                    try:
+                        re.compile(pattern)
+                    except re.error as exc:
+                        raise w.error(em[key][1], f"{field}.expect.{key}[{i}]", f"bad regular expression: {exc}") from None
+                    target.append(pattern)
+    timeout = _scalar(w, m["timeout"][1], f"{field}.timeout", int) if "timeout" in m else 60
+    return ProgramStep(name, tuple(argv), tuple(env.items()), timeout, expect_exit, tuple(out), tuple(err))
+
+
+def load(name_or_path: str) -> Scenario:
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.exists()):
+        if path.suffix in (".yaml", ".yml") or "/" in name_or_path:
+            raise UsageError(f"scenario file {name_or_path} does not exist")
+        path = SCENARIOS / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise UsageError(f"unknown scenario '{name_or_path}' (built in: {', '.join(available())}; or a YAML file)")
+    text = path.read_text()
+    return parse(text, path)
+
+
+def parse(text: str, path: Path | None) -> Scenario:
+    w = _Where(str(path) if path else "<scenario>")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise UsageError(f"{w.path}{line}: malformed YAML: {getattr(exc, 'problem', exc)}") from None
+    if root is None:
+        raise w.error(None, "scenario", "the file is empty")
+    allowed = {"name", "description", "profile", "kernel", "page_size", "machine", "files", "steps", "expect_findings"}
+    m = _check_keys(w, root, "", allowed, {"name", "steps"})
+    name = _scalar(w, m["name"][1], "name", str)
+    profile = _scalar(w, m["profile"][1], "profile", str) if "profile" in m else "debian-trixie"
+    base = path.parent if path else Path.cwd()
+
+    flavour = image = None
+    if "kernel" in m:
+        km = _check_keys(w, m["kernel"][1], "kernel", {"flavour", "image"})
+        if "flavour" in km and "image" in km:
+            raise w.error(m["kernel"][1], "kernel", "give flavour or image, not both")
+        if "flavour" in km:
+            flavour = str(_scalar(w, km["flavour"][1], "kernel.flavour", (str)))
+        if "image" in km:
+            image = (base / _scalar(w, km["image"][1], "kernel.image", str)).resolve()
+            if not image.exists():
+                raise w.error(km["image"][1], "kernel.image", f"{image} does not exist")
+
+    display = gpu = None
+    host_env: dict[str, str] = {}
+    if "machine" in m:
+        mm = _check_keys(w, m["machine"][1], "machine", {"display", "gpu_options", "host_env"})
+        display = _scalar(w, mm["display"][1], "machine.display", str) if "display" in mm else None
+        gpu = _scalar(w, mm["gpu_options"][1], "machine.gpu_options", str) if "gpu_options" in mm else None
+        host_env = _str_map(w, mm["host_env"][1], "machine.host_env") if "host_env" in mm else {}
+
+    files = []
+    if "files" in m:
+        fnode = m["files"][1]
+        if not isinstance(fnode, yaml.SequenceNode):
+            raise w.error(fnode, "files", "must be a list")
+        for i, item in enumerate(fnode.value):
+            fm = _check_keys(w, item, f"files[{i}]", {"src", "dest"}, {"src", "dest"})
+            src = (base / _scalar(w, fm["src"][1], f"files[{i}].src", str)).resolve()
+            if not src.is_file():
+                raise w.error(fm["src"][1], f"files[{i}].src", f"{src} does not exist or is not a file")
+            dest = _scalar(w, fm["dest"][1], f"files[{i}].dest", str)
+            if not _WORD.fullmatch(dest):
+                raise w.error(fm["dest"][1], f"files[{i}].dest", "must be a plain file name")
+            files.append((src, dest))
+
+    snode = m["steps"][1]
+    if not isinstance(snode, yaml.SequenceNode) or not snode.value:
+        raise w.error(snode, "steps", "must be a non-empty list")
+    catalogue = demo_catalogue.catalogue()
+    demo_steps, program_steps, seen = [], [], set()
+    for i, item in enumerate(snode.value):
+        field = f"steps[{i}]"
+        keys = _mapping(item) if isinstance(item, yaml.MappingNode) else {}
+        if "demo" in keys:
+            step = _demo_step(w, item, field, catalogue)
+            step_name = step.demo.name
+            demo_steps.append(step)
+        elif "program" in keys:
+            step = _program_step(w, item, field)
+            step_name = step.name
+            program_steps.append(step)
+        else:
+            raise w.error(item, field, "a step has either 'demo' or 'program'")
+        if step_name in seen:
+            raise w.error(item, field, f"a step named '{step_name}' comes twice")
+        seen.add(step_name)
+
+    findings: list[str] = []
+    if "expect_findings" in m:
+        from .diagnose import rules
+
+        known = {r["id"] for r in rules()}
+        findings = _str_list(w, m["expect_findings"][1], "expect_findings")
+        for f in findings:
+            if f not in known:
+                raise w.error(m["expect_findings"][1], "expect_findings", f"unknown finding '{f}'")
+    page = _scalar(w, m["page_size"][1], "page_size", int) if "page_size" in m else None
+    if page is not None and page not in (4096, 16384, 65536):
+        raise w.error(m["page_size"][1], "page_size", "must be 4096, 16384 or 65536")
+    return Scenario(
+        name=name, path=path, text=text, profile=profile, kernel_flavour=flavour, kernel_image=image,
+        page_size=page, display=display, gpu_options=gpu, host_env=host_env, files=tuple(files),
+        demos=tuple(demo_steps), programs=tuple(program_steps), expect_findings=tuple(findings),
+    )  # fmt: skip

@@ -1,0 +1,71 @@
+"""Scenario files: validation errors name file:line and field; built-ins load."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import venus_repro
+from driver import scenario
+from driver.errors import UsageError
+
+
+def load_text(tmp_path, text: str):
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    return path, lambda: scenario.load(str(path))
+
+
+@pytest.mark.parametrize(
+    "text,where,message",
+    [
+        ("name: x\nsteps: [\n", ":3", "malformed YAML"),
+        ("name: x\nsteps:\n  - demo: no_such_demo\n", ":3: steps[0].demo", "unknown demo 'no_such_demo'"),
+        ("name: x\nsteps:\n  - demo: test_tri\n    frames: many\n", ":4: steps[0].frames", "must be a int"),
+        ("name: x\nsteps:\n  - demo: test_tri\n    colour: red\n", ":4: steps[0].colour", "unknown field"),
+        ("name: x\nfiles:\n  - {src: missing.bin, dest: m}\nsteps:\n  - demo: test_tri\n", ":3: files[0].src", "does not exist"),
+        ("name: x\nsteps:\n  - program: [vulkaninfo]\n", ":3: steps[0].name", "missing"),
+        ("name: x\nsteps:\n  - program: ['a b']\n    name: p\n", ":3: steps[0].program[0]", "may not"),
+        ("name: x\nsteps:\n  - demo: test_tri\nexpect_findings: [no-such-finding]\n", ":4: expect_findings", "unknown finding"),
+        ("name: x\npage_size: 8192\nsteps:\n  - demo: test_tri\n", ":2: page_size", "must be 4096"),
+        ("steps:\n  - demo: test_tri\n", ":1: name", "missing"),
+        ("name: x\nsteps:\n  - demo: test_tri\n    expect: {outcome: error, vk_result: 7}\n", ":4: steps[0].expect.vk_result", "must be a str"),
+    ],
+)
+def test_errors_name_file_line_and_field(tmp_path, text, where, message):
+    path, load = load_text(tmp_path, text)
+    with pytest.raises(UsageError) as err:
+        load()
+    assert str(err.value).startswith(f"{path}{where}"), str(err.value)
+    assert message in str(err.value)
+
+
+def test_cli_reports_one_line_and_exit_2(tmp_path):
+    path, _ = load_text(tmp_path, "name: x\nsteps:\n  - demo: nope\n")
+    proc = venus_repro("run", str(path), cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"venus-repro: error: {path}:3: steps[0].demo: unknown demo 'nope' (available: " + proc.stderr.split("(available: ")[1].strip()
+    assert not (tmp_path / "venus-runs").exists()
+    missing = venus_repro("run", str(tmp_path / "none.yaml"), cwd=tmp_path)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    unknown = venus_repro("run", "no-such-scenario", cwd=tmp_path)
+    assert unknown.returncode == 2 and "unknown scenario 'no-such-scenario'" in unknown.stderr
+
+
+def test_builtins_load():
+    names = scenario.available()
+    assert {"venus-demos", "kernel-4k", "zerocopy-imports", "vulkaninfo", "render-server-missing"} <= set(names)
+    default = scenario.load("venus-demos")
+    assert [s.demo.name for s in default.demos] == ["test_tri", "vkcube_anim", "vkcube_zerocopy"]
+    assert default.page_size == 16384 and default.kernel_flavour == "16k"
+
+
+def test_step_overrides(tmp_path):
+    path, load = load_text(
+        tmp_path,
+        "name: x\nsteps:\n  - demo: vkcube_anim\n    frames: 7\n    timeout: 9\n    min_fps: 1\n"
+        "  - demo: vkcube_zerocopy_dumb\n    expect: pass\n",
+    )
+    sc = load()
+    anim, dumb = sc.demos
+    assert "7" in anim.demo.args and anim.demo.timeout == 9 and anim.min_fps == 1.0
+    assert dumb.demo.expect is None  # the scenario says this one must now pass
