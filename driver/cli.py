@@ -81,6 +81,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, help="where to write bench.json, bench.png and the runs")
     p.add_argument("--json", action="store_true", help="print bench.json to stdout")
 
+    p = sub.add_parser("fingerprint", help="the identity of every component of this environment")
+    _add_profile(p)
+    _add_kernel(p)
+    p.add_argument("--json", action="store_true", help="print it as JSON")
+
+    p = sub.add_parser("compare", help="what differs between two runs, most suspicious first")
+    p.add_argument("run_a", type=Path, metavar="RUN_A")
+    p.add_argument("run_b", type=Path, metavar="RUN_B")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+
     p = sub.add_parser("doctor", help="preflight this host and the selected components (no boot)")
     _add_profile(p)
     _add_kernel(p)
@@ -183,6 +193,33 @@ def cmd_bench(args) -> int:
     report["plot"] = str(bench.plot(report, run_dir / "bench.png"))
     (run_dir / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2) if args.json else bench.render(report) + f"\nplot: {report['plot']}")
+    return 0
+
+
+def cmd_fingerprint(args) -> int:
+    from . import fingerprint
+    from .machine import Machine
+    from .provision import Provisioner
+
+    prof = profile.load(args.profile)
+    prof.kernel_flavour(args.kernel_flavour)
+    c = Provisioner(prof).provision(args.kernel_flavour, args.kernel)
+    with tempfile.TemporaryDirectory(prefix="venus-repro-fp-") as tmp:
+        fp = fingerprint.fingerprint(c, Machine(c, Path(tmp)), profile.cache_dir())
+    if args.json:
+        print(json.dumps(fp, indent=2))
+    else:
+        from .compare import flatten
+
+        print(tabulate([[k, v] for k, v in flatten(fp).items()], tablefmt="plain"))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from . import compare
+
+    report = compare.compare(args.run_a, args.run_b)
+    print(json.dumps(report, indent=2) if args.json else compare.render(report))
     return 0
 
 
@@ -293,7 +330,7 @@ def cmd_demos(_args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "boot": cmd_boot, "provision": cmd_provision, "lock": cmd_lock, "demos": cmd_demos, "diagnose": cmd_diagnose, "doctor": cmd_doctor, "bench": cmd_bench}
+COMMANDS = {"run": cmd_run, "boot": cmd_boot, "provision": cmd_provision, "lock": cmd_lock, "demos": cmd_demos, "diagnose": cmd_diagnose, "doctor": cmd_doctor, "bench": cmd_bench, "fingerprint": cmd_fingerprint, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,11 +15,11 @@ import os
 import time
 from pathlib import Path
 
-from . import __version__, demos, diagnose, doctor, log, protocol, sandbox
+from . import __version__, demos, diagnose, doctor, fingerprint, log, protocol, sandbox
 from .errors import MachineError, VenusReproError
 from .frames import rgba_to_png
 from .machine import Machine
-from .profile import Profile
+from .profile import Profile, cache_dir
 from .scenario import ProgramStep, Scenario
 from .provision import GUEST_BIN_DIR, Components, Provisioner
 from .verdict import Check, DemoRun, ProgramRun, demo_checks, expected_failure_checks, page_size_check, program_checks
@@ -220,6 +220,11 @@ def boot_and_run(
     return facts, runs, failure
 
 
+def _write_fingerprint(run_dir: Path, fp: dict, result: dict) -> None:
+    (run_dir / "fingerprint.json").write_text(json.dumps(fp, indent=2) + "\n")
+    result["fingerprint_sha256"] = fp["sha256"]
+
+
 def _execute(opts: RunOptions, run_dir: Path, result: dict, timings: dict) -> None:
     """The body of a run; fills ``result`` as far as it gets."""
     profile = opts.profile
@@ -241,6 +246,8 @@ def _execute(opts: RunOptions, run_dir: Path, result: dict, timings: dict) -> No
         gpu_options=opts.gpu_options,
         env=opts.host_env,
     )
+    fp = fingerprint.fingerprint(c, machine, cache_dir(), opts.scenario)
+    _write_fingerprint(run_dir, fp, result)
     with log.nested("preflight"):
         t = time.monotonic()
         pre = doctor.preflight(c, machine)
@@ -307,6 +314,11 @@ def _execute(opts: RunOptions, run_dir: Path, result: dict, timings: dict) -> No
                 "host_frame_png": h.frame_png,
             }
         )
+    reported = {r.result.get("driver_info") for r in guest.values() if isinstance(r, DemoRun) and r.result.get("driver_info")}
+    if len(reported) == 1:
+        # The guest's own word on its Mesa ("Mesa 25.0.7-2+deb13u1"), over the lock's.
+        fp = fingerprint.fingerprint(c, machine, cache_dir(), opts.scenario, reported.pop().removeprefix("Mesa "))
+        _write_fingerprint(run_dir, fp, result)
     for prog in opts.programs:
         pr = guest[prog.name]
         pchecks = program_checks(pr, prog)

@@ -220,3 +220,25 @@ def test_known_bug_scenario(provisioned, tmp_path, no_leftovers):
     assert code == 0 and result["verdict"] == "pass"
     assert [c["name"] for c in result["checks"]] == ["expected findings"]
     assert any(not c["ok"] for c in result["observed_checks"])
+
+
+def test_fingerprint_is_stable_and_compare_names_the_kernel(provisioned, tmp_path, no_leftovers):
+    runs = {}
+    for name, extra in (("a", []), ("b", []), ("k4", ["--kernel-flavour", "4k"])):
+        run_dir = tmp_path / name
+        venus_repro("run", "--json", "--demo", "test_tri", "--run-dir", str(run_dir), *extra)
+        runs[name] = run_dir
+    fa = json.loads((runs["a"] / "fingerprint.json").read_text())
+    fb = json.loads((runs["b"] / "fingerprint.json").read_text())
+    assert fa == fb, "two runs in the same environment must have the same fingerprint"
+    assert fa["components"]["kernel"]["page_size"] == 16384
+    assert fa["components"]["guest_mesa"]["version"]  # as the guest reported it
+    same = json.loads(venus_repro("compare", "--json", str(runs["a"]), str(runs["b"])).stdout)
+    assert same["summary"] == "no component differences" and same["differences"] == []
+    diff = json.loads(venus_repro("compare", "--json", str(runs["a"]), str(runs["k4"])).stdout)
+    first = diff["differences"][0]
+    assert (first["what"], first["a"], first["b"], first["suspect"]) == ("components.kernel.page_size", 16384, 4096, True)
+    assert {"what": "verdict", "a": "pass", "b": "fail"} in diff["outcomes"]
+    assert "suspect components.kernel.page_size first" in diff["summary"]
+    table = venus_repro("compare", str(runs["a"]), str(runs["k4"])).stdout
+    assert "components.kernel.page_size" in table and "16384" in table and "4096" in table

@@ -1,0 +1,137 @@
+"""The environment's fingerprint: every component's identity, the host, the scenario.
+
+Written as ``fingerprint.json`` into every run directory and printed by
+``venus-repro fingerprint``. It holds no time stamps and no run paths, so two
+runs in the same environment have the same fingerprint, and ``compare`` can say
+exactly what changed between two runs ("it worked on Tuesday").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from pathlib import Path
+
+from .machine import RENDER_SERVER, Machine
+from .provision import Components
+from .provision.store import sha256_file
+
+
+class HashCache:
+    """sha256 of files, remembered by (size, mtime) so a warm run re-hashes nothing."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.entries = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            self.entries = {}
+
+    def sha256(self, file: Path) -> str | None:
+        try:
+            st = file.stat()
+        except OSError:
+            return None
+        key = str(file)
+        stamp = [st.st_size, st.st_mtime_ns]
+        entry = self.entries.get(key)
+        if entry and entry[:2] == stamp:
+            return entry[2]
+        digest = sha256_file(file)
+        self.entries[key] = [*stamp, digest]
+        return digest
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.entries))
+        tmp.replace(self.path)
+
+
+def _dir_digest(cache: HashCache, directory: Path) -> dict[str, str]:
+    return {p.name: cache.sha256(p) or "missing" for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def _host() -> dict:
+    os_name = "unknown"
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                os_name = line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "os": os_name,
+        "kernel": platform.release(),
+        "arch": platform.machine(),
+        "page_size": os.sysconf("SC_PAGE_SIZE"),
+        "cpu_model": cpu,
+        "cpus": os.cpu_count(),
+        "accelerator": "tcg",
+    }
+
+
+def fingerprint(c: Components, machine: Machine, cache_dir: Path, scenario=None, guest_mesa: str | None = None) -> dict:
+    cache = HashCache(cache_dir / "hash-cache.json")
+    root = c.host_root
+    server = machine.env_overrides.get("RENDER_SERVER_EXEC_PATH", RENDER_SERVER)
+    libs = sorted((root / "usr/lib").glob("*/libvirglrenderer.so.1"))
+    lvp = sorted((root / "usr/lib").glob("*/libvulkan_lvp.so"))
+    icd = machine.environment()["VK_DRIVER_FILES"]
+    demo_root = c.demo_bin.parent
+    fp = {
+        "components": {
+            "qemu": {
+                "version": c.versions["qemu"],
+                "binary_sha256": cache.sha256(root / "usr/bin/qemu-system-aarch64"),
+            },
+            "virglrenderer": {
+                "version": c.versions["virglrenderer"],
+                "library_sha256": cache.sha256(libs[0]) if libs else None,
+                "render_server": server,
+                "render_server_sha256": cache.sha256(root / server.lstrip("/")),
+            },
+            "host_vulkan": {
+                "icd": icd,
+                "icd_sha256": cache.sha256(root / icd.lstrip("/")),
+                "driver": "lavapipe" if "lvp" in icd else Path(icd).stem,
+                "mesa_version": c.versions["host_mesa"],
+                "library_sha256": cache.sha256(lvp[0]) if lvp else None,
+                "loader_version": c.versions["vulkan_loader"],
+            },
+            "kernel": {
+                "flavour": c.kernel_flavour,
+                "release": c.kernel_release,
+                "page_size": c.kernel.page_size,
+                "image_sha256": cache.sha256(c.kernel.path),
+            },
+            "initramfs": {"sha256": cache.sha256(c.initramfs)},
+            "guest_mesa": {"version": guest_mesa or c.versions["guest_mesa"]},
+            "demos": {"host": _dir_digest(cache, demo_root / "host"), "guest": _dir_digest(cache, demo_root / "guest")},
+        },
+        "machine": {
+            "qemu_machine": c.profile.qemu.machine,
+            "cpu": c.profile.qemu.cpu,
+            "smp": c.profile.qemu.smp,
+            "memory": c.profile.qemu.memory,
+            "gpu_options": machine.gpu_options,
+            "display": machine.display,
+            "host_env": dict(sorted(machine.env_overrides.items())),
+        },
+        "host": _host(),
+        "profile": c.profile.name,
+        "lock_sha256": c.lock_digest,
+        "scenario": {"name": scenario.name, "sha256": scenario.digest} if scenario else None,
+    }
+    cache.save()
+    fp["sha256"] = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
+    return fp
