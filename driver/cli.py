@@ -91,6 +91,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("run_b", type=Path, metavar="RUN_B")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
 
+    p = sub.add_parser("bundle", help="pack a run (scenario, lock, fingerprint, logs, frames) for a bug report")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("-o", "--output", type=Path, help="the archive to write (default: RUN_DIR.venus-bundle.tar.gz)")
+
+    p = sub.add_parser("replay", help="run a bundle's scenario with its pins here and compare with the original")
+    p.add_argument("bundle", type=Path, metavar="BUNDLE")
+    p.add_argument("--run-dir", type=Path, help="where to write the new run")
+    p.add_argument("--json", action="store_true", help="print {result, comparison} as JSON")
+
     p = sub.add_parser("doctor", help="preflight this host and the selected components (no boot)")
     _add_profile(p)
     _add_kernel(p)
@@ -223,6 +232,33 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_bundle(args) -> int:
+    from . import bundle
+    from .compare import load_run
+
+    _, result = load_run(args.run_dir)
+    out = bundle.bundle(args.run_dir, args.output, profile.load(result.get("profile") or "debian-trixie"))
+    print(f"{out} ({out.stat().st_size / 1024:.0f} KiB)")
+    return 0
+
+
+def cmd_replay(args) -> int:
+    from . import bundle, compare
+    from .report import render
+
+    result, comparison, original = bundle.replay(args.bundle, args.run_dir)
+    _, first = compare.load_run(original)
+    reproduced = result["verdict"] == first["verdict"]
+    if args.json:
+        print(json.dumps({"reproduced": reproduced, "result": result, "comparison": comparison}, indent=2))
+    else:
+        print(render(result))
+        print()
+        print(compare.render(comparison))
+        print(f"\n{'reproduced' if reproduced else 'NOT reproduced'}: original verdict {first['verdict']}, this run {result['verdict']}")
+    return 0 if reproduced else 1
+
+
 def cmd_doctor(args) -> int:
     from . import doctor
     from .machine import Machine
@@ -330,7 +366,7 @@ def cmd_demos(_args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "boot": cmd_boot, "provision": cmd_provision, "lock": cmd_lock, "demos": cmd_demos, "diagnose": cmd_diagnose, "doctor": cmd_doctor, "bench": cmd_bench, "fingerprint": cmd_fingerprint, "compare": cmd_compare}
+COMMANDS = {"run": cmd_run, "boot": cmd_boot, "provision": cmd_provision, "lock": cmd_lock, "demos": cmd_demos, "diagnose": cmd_diagnose, "doctor": cmd_doctor, "bench": cmd_bench, "fingerprint": cmd_fingerprint, "compare": cmd_compare, "bundle": cmd_bundle, "replay": cmd_replay}
 
 
 def main(argv: list[str] | None = None) -> int:

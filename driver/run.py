@@ -15,7 +15,7 @@ import os
 import time
 from pathlib import Path
 
-from . import __version__, demos, diagnose, doctor, fingerprint, log, protocol, sandbox
+from . import __version__, bundle, demos, diagnose, doctor, fingerprint, log, protocol, sandbox
 from .errors import MachineError, VenusReproError
 from .frames import rgba_to_png
 from .machine import Machine
@@ -336,6 +336,7 @@ def run(opts: RunOptions) -> dict:
     profile = opts.profile
     run_dir = new_run_dir(opts.run_dir, profile)
     log.info(f"run directory: {run_dir}")
+    bundle.save_scenario(opts, run_dir)
     timings: dict[str, float] = {}
     result: dict = {
         "venus_repro": __version__,

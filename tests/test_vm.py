@@ -242,3 +242,23 @@ def test_fingerprint_is_stable_and_compare_names_the_kernel(provisioned, tmp_pat
     assert "suspect components.kernel.page_size first" in diff["summary"]
     table = venus_repro("compare", str(runs["a"]), str(runs["k4"])).stdout
     assert "components.kernel.page_size" in table and "16384" in table and "4096" in table
+
+
+def test_bundle_and_replay_round_trip(provisioned, tmp_path, no_leftovers):
+    """Bundle a run, replay it with a fresh, empty cache: same pins, same verdict, no component differences."""
+    original = tmp_path / "orig"
+    venus_repro("run", "vulkaninfo", "--run-dir", str(original), check=True)
+    bundled = venus_repro("bundle", str(original), "-o", str(tmp_path / "bug.tar.gz"), check=True)
+    archive = tmp_path / "bug.tar.gz"
+    assert str(archive) in bundled.stdout and archive.stat().st_size < 5 * 1024 * 1024
+    fresh_cache = tmp_path / "fresh-cache"
+    proc = venus_repro(
+        "replay", "--json", str(archive), "--run-dir", str(tmp_path / "replayed"),
+        env={**os.environ, "VENUS_REPRO_CACHE": str(fresh_cache)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert out["reproduced"] and out["result"]["verdict"] == "pass"
+    assert out["comparison"]["summary"] == "no component differences"
+    assert out["result"]["scenario"]["name"] == "vulkaninfo"
+    assert (fresh_cache / "debs").is_dir()  # provisioned from nothing
