@@ -59,6 +59,8 @@ def effective_scenario(opts) -> str:
         doc["machine"] = machine
     if opts.files:
         doc["files"] = [{"src": f"files/{dest}", "dest": dest} for _, dest in opts.files]
+    if opts.guest_packages:
+        doc["guest_packages"] = list(opts.guest_packages)  # pinned in scenario.lock.json beside it
     doc["steps"] = steps
     if opts.expect_findings:
         doc["expect_findings"] = list(opts.expect_findings)

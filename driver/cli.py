@@ -119,6 +119,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("lock", help="check the lock file, or --refresh it from the mirror")
     _add_profile(p)
     p.add_argument("--refresh", action="store_true", help="re-pin every package to what the mirror serves now")
+    p.add_argument("--scenario", type=Path, metavar="FILE", help="pin this scenario's guest_packages (lock beside it)")
 
     p = sub.add_parser("diagnose", help="decode and classify the failures in log files or run directories")
     p.add_argument("paths", nargs="+", type=Path, metavar="FILE|RUN_DIR")
@@ -181,6 +182,10 @@ def run_options(args):
     if args.host_env:
         opts = dataclasses.replace(opts, host_env={**opts.host_env, **_host_env(args.host_env)})
     prof.kernel_flavour(opts.kernel_flavour if opts.kernel_image is None else None)
+    if sc.guest_packages:  # a missing or stale scenario lock is refused before any run starts
+        from .provision import lock
+
+        lock.extra_guest_pins(prof, lock.Lock.load(prof), sc.guest_packages, sc.path)
     return opts
 
 
@@ -334,6 +339,22 @@ def cmd_provision(args) -> int:
 def cmd_lock(args) -> int:
     from .provision import lock
 
+    if args.scenario is not None:
+        from . import scenario
+
+        sc = scenario.load(str(args.scenario))
+        prof = profile.load(args.profile if args.profile != "debian-trixie" else sc.profile)
+        base = lock.Lock.load(prof)
+        if not sc.guest_packages:
+            raise VenusReproError(f"{args.scenario} adds no guest_packages: nothing to pin")
+        if not args.refresh:
+            pins = lock.extra_guest_pins(prof, base, sc.guest_packages, sc.path)
+            print(f"{lock.scenario_lock_path(sc.path)}: {len(pins)} pins cover {', '.join(sc.guest_packages)}")
+            return 0
+        _, changes = lock.refresh_extra(prof, base, sc.guest_packages, sc.path, profile.cache_dir() / "apt")
+        print(tabulate(changes, headers=["set", "package", "was", "now"], tablefmt="simple") if changes else "no changes")
+        print(f"{lock.scenario_lock_path(sc.path)}: review and keep it beside the scenario")
+        return 0
     prof = profile.load(args.profile)
     if not args.refresh:
         lk = lock.Lock.load(prof)

@@ -12,6 +12,7 @@ import dataclasses
 import datetime
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from .machine import Machine
 from .profile import Profile, cache_dir
 from .scenario import ProgramStep, Scenario
 from .provision import GUEST_BIN_DIR, Components, Provisioner
+from .provision.lock import extra_guest_pins, scenario_lock_path
 from .verdict import Check, DemoRun, ProgramRun, demo_checks, expected_failure_checks, page_size_check, program_checks
 
 GUEST_OUT = "/out"
@@ -49,6 +51,7 @@ class RunOptions:
     files: list[tuple[Path, str]] = dataclasses.field(default_factory=list)
     page_size: int | None = None
     expect_findings: list[str] = dataclasses.field(default_factory=list)
+    guest_packages: tuple[str, ...] = ()
     scenario: Scenario | None = None
 
     @classmethod
@@ -66,6 +69,7 @@ class RunOptions:
             files=list(sc.files),
             page_size=sc.page_size,
             expect_findings=list(sc.expect_findings),
+            guest_packages=sc.guest_packages,
             scenario=sc,
         )
         return dataclasses.replace(opts, **{k: v for k, v in overrides.items() if v is not None})
@@ -229,7 +233,11 @@ def _execute(opts: RunOptions, run_dir: Path, result: dict, timings: dict) -> No
     """The body of a run; fills ``result`` as far as it gets."""
     profile = opts.profile
     t = time.monotonic()
-    c = Provisioner(profile).provision(opts.kernel_flavour, opts.kernel_image)
+    prov = Provisioner(profile)
+    extra = extra_guest_pins(profile, prov.lock, opts.guest_packages, opts.scenario.path if opts.scenario else None)
+    if extra:
+        shutil.copyfile(scenario_lock_path(opts.scenario.path), run_dir / "scenario.lock.json")
+    c = prov.provision(opts.kernel_flavour, opts.kernel_image, extra)
     timings["provision_s"] = round(time.monotonic() - t, 2)
     result["components"] = {**c.versions, "lock_sha256": c.lock_digest}
     result["kernel"] = {

@@ -6,6 +6,7 @@
     page_size: 16384                  # optional: overrides the profile's requirement
     machine: {display: …, gpu_options: …, host_env: {KEY: value}}
     files: [{src: host/path, dest: name}]   # copied into the guest at /in/files/<dest>
+    guest_packages: [tree]            # extra guest packages, pinned in <scenario>.lock.json
     steps:
       - demo: vkcube_anim             # a demo from demos/demos.yaml
         frames: 200
@@ -70,6 +71,7 @@ class Scenario:
     gpu_options: str | None
     host_env: dict[str, str]
     files: tuple[tuple[Path, str], ...]
+    guest_packages: tuple[str, ...]
     demos: tuple[DemoStep, ...]
     programs: tuple[ProgramStep, ...]
     expect_findings: tuple[str, ...]
@@ -221,7 +223,7 @@ def parse(text: str, path: Path | None) -> Scenario:
         raise UsageError(f"{w.path}{line}: malformed YAML: {getattr(exc, 'problem', exc)}") from None
     if root is None:
         raise w.error(None, "scenario", "the file is empty")
-    allowed = {"name", "description", "profile", "kernel", "page_size", "machine", "files", "steps", "expect_findings"}
+    allowed = {"name", "description", "profile", "kernel", "page_size", "machine", "files", "guest_packages", "steps", "expect_findings"}
     m = _check_keys(w, root, "", allowed, {"name", "steps"})
     name = _scalar(w, m["name"][1], "name", str)
     profile = _scalar(w, m["profile"][1], "profile", str) if "profile" in m else "debian-trixie"
@@ -262,6 +264,13 @@ def parse(text: str, path: Path | None) -> Scenario:
                 raise w.error(fm["dest"][1], f"files[{i}].dest", "must be a plain file name")
             files.append((src, dest))
 
+    packages: list[str] = []
+    if "guest_packages" in m:
+        packages = _str_list(w, m["guest_packages"][1], "guest_packages")
+        for i, pkg in enumerate(packages):
+            if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", pkg):
+                raise w.error(m["guest_packages"][1], f"guest_packages[{i}]", f"'{pkg}' is not a Debian package name")
+
     snode = m["steps"][1]
     if not isinstance(snode, yaml.SequenceNode) or not snode.value:
         raise w.error(snode, "steps", "must be a non-empty list")
@@ -298,6 +307,6 @@ def parse(text: str, path: Path | None) -> Scenario:
         raise w.error(m["page_size"][1], "page_size", "must be 4096, 16384 or 65536")
     return Scenario(
         name=name, path=path, text=text, profile=profile, kernel_flavour=flavour, kernel_image=image,
-        page_size=page, display=display, gpu_options=gpu, host_env=host_env, files=tuple(files),
+        page_size=page, display=display, gpu_options=gpu, host_env=host_env, files=tuple(files), guest_packages=tuple(packages),
         demos=tuple(demo_steps), programs=tuple(program_steps), expect_findings=tuple(findings),
     )  # fmt: skip

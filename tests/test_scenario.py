@@ -69,3 +69,14 @@ def test_step_overrides(tmp_path):
     anim, dumb = sc.demos
     assert "7" in anim.demo.args and anim.demo.timeout == 9 and anim.min_fps == 1.0
     assert dumb.demo.expect is None  # the scenario says this one must now pass
+
+
+def test_guest_packages_need_a_scenario_lock(tmp_path):
+    path, _ = load_text(tmp_path, "name: x\nguest_packages: [tree]\nsteps:\n  - program: [tree]\n    name: t\n")
+    proc = venus_repro("run", str(path), cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"has no lock s.lock.json; run `venus-repro lock --refresh --scenario {path}`" in proc.stderr
+    assert not (tmp_path / "venus-runs").exists()
+    bad, load = load_text(tmp_path, "name: x\nguest_packages: ['Not A Package']\nsteps:\n  - demo: test_tri\n")
+    with pytest.raises(UsageError, match=r":2: guest_packages\[0\]: 'Not A Package' is not a Debian package name"):
+        load()

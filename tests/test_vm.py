@@ -262,3 +262,24 @@ def test_bundle_and_replay_round_trip(provisioned, tmp_path, no_leftovers):
     assert out["comparison"]["summary"] == "no component differences"
     assert out["result"]["scenario"]["name"] == "vulkaninfo"
     assert (fresh_cache / "debs").is_dir()  # provisioned from nothing
+
+
+def test_scenario_guest_packages_pinned_and_replayed(provisioned, tmp_path, no_leftovers):
+    sc = tmp_path / "tree.yaml"
+    sc.write_text(
+        "name: with-tree\nguest_packages: [tree]\nsteps:\n"
+        "  - program: [tree, --version]\n    name: tree\n    expect: {exit: 0, stdout: ['^tree v']}\n"
+    )
+    refresh = venus_repro("lock", "--refresh", "--scenario", str(sc), check=True)
+    assert "tree" in refresh.stdout
+    pins = json.loads((tmp_path / "tree.lock.json").read_text())
+    assert [p["name"] for p in pins["packages"]] == ["tree"] and len(pins["packages"][0]["sha256"]) == 64
+    code, result = run_json(tmp_path, str(sc))
+    assert code == 0 and result["programs"][0]["outcome"] == "pass"
+    run_dir = Path(result["run_dir"])
+    assert (run_dir / "scenario.lock.json").exists()
+    # The bundle carries the scenario lock; a replay here reproduces the pass.
+    venus_repro("bundle", str(run_dir), "-o", str(tmp_path / "b.tar.gz"), check=True)
+    replay = venus_repro("replay", "--json", str(tmp_path / "b.tar.gz"), "--run-dir", str(tmp_path / "again"))
+    assert replay.returncode == 0, replay.stderr[-2000:]
+    assert json.loads(replay.stdout)["comparison"]["summary"] == "no component differences"

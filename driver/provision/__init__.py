@@ -98,15 +98,23 @@ class Provisioner:
         with log.nested(f"building the host root ({len(pins)} packages)"):
             return sysroot.build_once(final, build)
 
-    def guest_root(self) -> Path:
+    def guest_root(self, extra: list[Pin] = ()) -> Path:
+        """The guest userland: the profile's guest set, plus a scenario's extra packages."""
         set_name = f"guest-{self.profile.guest_arch}"
         pins = self.lock.pins(set_name)
-        final = self.cache / "guest" / f"root-{set_digest(pins, *self.profile.guest_drop)}"
+        stem = "root" if not extra else "root-extra"
+        final = self.cache / "guest" / f"{stem}-{set_digest([*pins, *extra], *self.profile.guest_drop)}"
         if final.exists():
             return final
 
         def build(tmp: Path) -> None:
             sysroot.unpack_all(self._fetch(set_name), self.store, tmp, set_name)
+            if extra:
+                missing = self.store.missing(list(extra))
+                if missing:
+                    with log.nested(f"fetching the scenario's guest packages: {len(missing)} missing from the cache"):
+                        self.store.ensure(list(extra), self._repo(self.profile.guest_arch))
+                sysroot.unpack_all(list(extra), self.store, tmp, "scenario guest packages")
             sysroot.drop(tmp, self.profile.guest_drop)
 
         with log.nested(f"building the guest userland ({len(pins)} packages)"):
@@ -201,7 +209,9 @@ class Provisioner:
             "vulkan_loader": version(host, "libvulkan1"),
         }
 
-    def provision(self, kernel_flavour: str | None = None, kernel_image: Path | None = None) -> Components:
+    def provision(
+        self, kernel_flavour: str | None = None, kernel_image: Path | None = None, extra_guest: list[Pin] = ()
+    ) -> Components:
         sandbox.require_root()
         profile = self.profile
         flavour = profile.kernel_flavour(kernel_flavour)
@@ -210,7 +220,7 @@ class Provisioner:
         arch = host_debian_arch()
         with log.nested(f"provisioning profile {profile.name} (host {arch})"):
             host_root = self.host_root(arch)
-            guest_root = self.guest_root()
+            guest_root = self.guest_root(list(extra_guest))
             if kernel_image is None:
                 kdir = self.kernel_dir(flavour)
                 image = kernel.read_image(kdir / "vmlinuz")

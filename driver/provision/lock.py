@@ -127,3 +127,64 @@ def diff(old_sets: dict, new_sets: dict) -> list[tuple[str, str, str, str]]:
             if a is None or b is None or (a["version"], a["sha256"]) != (b["version"], b["sha256"]):
                 changes.append((set_name, pkg, a["version"] if a else "-", b["version"] if b else "-"))
     return changes
+
+
+# --- a scenario's extra guest packages ---------------------------------------------------
+
+
+def scenario_lock_path(scenario_path: Path) -> Path:
+    """``my-bug.yaml`` → ``my-bug.lock.json``, beside it."""
+    name = scenario_path.name.rsplit(".", 1)[0]
+    return scenario_path.with_name(f"{name}.lock.json")
+
+
+def _scenario_hint(scenario_path: Path) -> str:
+    return f"run `venus-repro lock --refresh --scenario {scenario_path}`"
+
+
+def refresh_extra(profile: Profile, base: Lock, packages: tuple[str, ...], scenario_path: Path, apt_root: Path):
+    """Pin ``packages`` (and what they need beyond the profile's guest set) beside the scenario."""
+    arch = profile.guest_arch
+    path = scenario_lock_path(scenario_path)
+    repo = AptRepo(apt_root / f"{profile.suite}-{arch}", profile.suite, arch)
+    have = {p.name for p in base.pins(f"guest-{arch}")}
+    with log.nested(f"resolving the scenario's guest packages ({', '.join(packages)})"):
+        pins = [p for p in repo.resolve((*profile.guest_packages, *packages), True) if p.name not in have]
+    old = {}
+    if path.exists():
+        try:
+            old = {"guest-extra": json.loads(path.read_text())}
+        except json.JSONDecodeError:
+            pass
+    doc = {
+        "format": FORMAT,
+        "profile": profile.name,
+        "base_lock_sha256": base.digest(),
+        "arch": arch,
+        "requested": list(packages),
+        "packages": [p.as_dict() for p in pins],
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    tmp.replace(path)
+    return doc, diff(old, {"guest-extra": doc})
+
+
+def extra_guest_pins(profile: Profile, base: Lock, packages: tuple[str, ...], scenario_path: Path | None) -> list[Pin]:
+    """The pinned extra guest packages of a scenario; a missing or stale lock is one clear error."""
+    if not packages:
+        return []
+    if scenario_path is None:
+        raise PinError("a scenario that adds guest packages must be a file (its lock lives beside it)")
+    path = scenario_lock_path(scenario_path)
+    if not path.exists():
+        raise PinError(f"scenario {scenario_path} adds guest packages but has no lock {path.name}; {_scenario_hint(scenario_path)}")
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise PinError(f"{path} is not valid JSON ({exc}); {_scenario_hint(scenario_path)}") from None
+    if doc.get("requested") != list(packages) or doc.get("arch") != profile.guest_arch:
+        raise PinError(f"{path} pins other guest packages than the scenario asks for; {_scenario_hint(scenario_path)}")
+    if doc.get("base_lock_sha256") != base.digest():
+        raise PinError(f"{path} was made for another version of the {profile.name} lock; {_scenario_hint(scenario_path)}")
+    return [Pin(**p) for p in doc["packages"]]
