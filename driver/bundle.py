@@ -57,6 +57,8 @@ def effective_scenario(opts) -> str:
         machine["host_env"] = dict(opts.host_env)
     if machine:
         doc["machine"] = machine
+    if opts.components:
+        doc["components"] = {k: str(v) for k, v in sorted(opts.components.items())}
     if opts.files:
         doc["files"] = [{"src": f"files/{dest}", "dest": dest} for _, dest in opts.files]
     if opts.guest_packages:

@@ -35,12 +35,30 @@ def _add_kernel(p: argparse.ArgumentParser) -> None:
 
 
 def _add_machine(p: argparse.ArgumentParser) -> None:
+    for key, what in (
+        ("qemu", "a qemu-system-aarch64 binary"),
+        ("virglrenderer", "a libvirglrenderer.so.1 (e.g. your own build)"),
+        ("render-server", "a virgl_render_server"),
+        ("vulkan-icd", "a host Vulkan ICD JSON"),
+    ):
+        p.add_argument(f"--{key}", type=Path, metavar="PATH", help=f"use {what} instead of the profile's")
     p.add_argument("--display", help="QEMU -display value (default sdl,gl=on on SDL's offscreen driver)")
     p.add_argument("--gpu-options", help="virtio-gpu-gl-pci options (default venus=on,blob=on,hostmem=<profile>)")
     p.add_argument(
         "--host-env", action="append", default=[], metavar="KEY=VALUE",
         help="set an environment variable for QEMU (e.g. RENDER_SERVER_EXEC_PATH, VKR_DEBUG); repeatable",
     )  # fmt: skip
+
+
+def _components(args) -> dict[str, Path]:
+    from .scenario import check_component
+
+    out = {}
+    for key in ("qemu", "virglrenderer", "render_server", "vulkan_icd"):
+        path = getattr(args, key, None)
+        if path is not None:
+            out[key] = check_component(key, path)
+    return out
 
 
 def _host_env(items: list[str]) -> dict[str, str]:
@@ -181,6 +199,8 @@ def run_options(args):
         opts = dataclasses.replace(opts, demos=[dataclasses.replace(d, timeout=args.timeout) for d in opts.demos])
     if args.host_env:
         opts = dataclasses.replace(opts, host_env={**opts.host_env, **_host_env(args.host_env)})
+    if _components(args):
+        opts = dataclasses.replace(opts, components={**opts.components, **_components(args)})
     prof.kernel_flavour(opts.kernel_flavour if opts.kernel_image is None else None)
     if sc.guest_packages:  # a missing or stale scenario lock is refused before any run starts
         from .provision import lock
@@ -278,7 +298,9 @@ def cmd_doctor(args) -> int:
     env = _host_env(args.host_env)
     c = Provisioner(prof).provision(args.kernel_flavour, args.kernel)
     with tempfile.TemporaryDirectory(prefix="venus-repro-doctor-") as tmp:
-        machine = Machine(c, Path(tmp), display=args.display, gpu_options=args.gpu_options, env=env)
+        machine = Machine(
+            c, Path(tmp), display=args.display, gpu_options=args.gpu_options, env=env, overrides=_components(args)
+        )
         checks = doctor.preflight(c, machine)
         stderr_lines = [ch.line() for ch in checks]
     failed = [ch for ch in checks if ch.status == doctor.FAIL]

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from . import sandbox
-from .machine import RENDER_SERVER, Machine
+from .machine import Machine
 from .provision import Components
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -79,10 +79,11 @@ def kernel_checks(c: Components, accel: str) -> list[Check]:
 
 def qemu_checks(c: Components, machine: Machine, accel: str) -> list[Check]:
     checks = []
-    version = sandbox.run(c.host_root, ["qemu-system-aarch64", "--version"], timeout=30)
+    binds = machine.override_binds()
+    version = sandbox.run(c.host_root, [machine.qemu_binary, "--version"], binds=binds, timeout=30)
     first = (version.stdout.splitlines() or ["?"])[0]
     checks.append(Check("qemu", OK if version.returncode == 0 else FAIL, first, "" if version.returncode == 0 else "install qemu-system-arm"))
-    props = sandbox.run(c.host_root, ["qemu-system-aarch64", "-device", "virtio-gpu-gl-pci,help"], timeout=30)
+    props = sandbox.run(c.host_root, [machine.qemu_binary, "-device", "virtio-gpu-gl-pci,help"], binds=binds, timeout=30)
     missing = [p for p in ("venus", "blob", "hostmem") if not re.search(rf"^\s*{p}=", props.stdout, re.M)]
     checks.append(
         Check(
@@ -122,18 +123,21 @@ def qemu_checks(c: Components, machine: Machine, accel: str) -> list[Check]:
 
 def renderer_checks(c: Components, machine: Machine) -> list[Check]:
     checks = []
-    libs = sorted((c.host_root / "usr/lib").glob("*/libvirglrenderer.so.1"))
-    has_venus = bool(libs) and b"VKR_DEBUG" in libs[0].read_bytes()
+    binds = machine.override_binds()
+    libs = [machine.overrides["virglrenderer"]] if "virglrenderer" in machine.overrides else sorted(
+        (c.host_root / "usr/lib").glob("*/libvirglrenderer.so.1")
+    )
+    has_venus = bool(libs) and libs[0].exists() and b"VKR_DEBUG" in libs[0].read_bytes()
     checks.append(
         Check(
             "virglrenderer venus",
             OK if has_venus else FAIL,
-            f"{libs[0].relative_to(c.host_root)} has Venus (vkr)" if has_venus else "libvirglrenderer has no Venus renderer",
+            f"{libs[0]} has Venus (vkr)" if has_venus else f"{libs[0] if libs else 'libvirglrenderer'} has no Venus renderer",
             "" if has_venus else "use virglrenderer built with -Dvenus=true",
         )
     )
-    server = machine.env_overrides.get("RENDER_SERVER_EXEC_PATH", RENDER_SERVER)
-    inside = c.host_root / server.lstrip("/")
+    server = machine.render_server
+    inside = Path(server) if "render_server" in machine.overrides else c.host_root / server.lstrip("/")
     usable = inside.is_file() and os.access(inside, os.X_OK)
     checks.append(
         Check(
@@ -144,7 +148,7 @@ def renderer_checks(c: Components, machine: Machine) -> list[Check]:
         )
     )
     icd = machine.environment()["VK_DRIVER_FILES"]
-    info = sandbox.run(c.host_root, ["vulkaninfo", "--summary"], env={"VK_DRIVER_FILES": icd}, timeout=60)
+    info = sandbox.run(c.host_root, ["vulkaninfo", "--summary"], env={"VK_DRIVER_FILES": icd}, binds=binds, timeout=60)
     devices = re.findall(r"deviceName\s*=\s*(.+)", info.stdout)
     checks.append(
         Check(

@@ -14,7 +14,7 @@ import os
 import platform
 from pathlib import Path
 
-from .machine import RENDER_SERVER, Machine
+from .machine import Machine
 from .provision import Components
 from .provision.store import sha256_file
 
@@ -83,8 +83,14 @@ def _host() -> dict:
 def fingerprint(c: Components, machine: Machine, cache_dir: Path, scenario=None, guest_mesa: str | None = None) -> dict:
     cache = HashCache(cache_dir / "hash-cache.json")
     root = c.host_root
-    server = machine.env_overrides.get("RENDER_SERVER_EXEC_PATH", RENDER_SERVER)
-    libs = sorted((root / "usr/lib").glob("*/libvirglrenderer.so.1"))
+    ov = machine.overrides
+
+    def inside(path: str, key: str) -> Path:
+        """An overridden component is a host path; the others live in the host root."""
+        return Path(path) if key in ov else root / path.lstrip("/")
+
+    server = machine.render_server
+    libs = [ov["virglrenderer"]] if "virglrenderer" in ov else sorted((root / "usr/lib").glob("*/libvirglrenderer.so.1"))
     lvp = sorted((root / "usr/lib").glob("*/libvulkan_lvp.so"))
     icd = machine.environment()["VK_DRIVER_FILES"]
     demo_root = c.demo_bin.parent
@@ -92,17 +98,19 @@ def fingerprint(c: Components, machine: Machine, cache_dir: Path, scenario=None,
         "components": {
             "qemu": {
                 "version": c.versions["qemu"],
-                "binary_sha256": cache.sha256(root / "usr/bin/qemu-system-aarch64"),
+                "binary": machine.qemu_binary,
+                "binary_sha256": cache.sha256(ov["qemu"] if "qemu" in ov else root / "usr/bin/qemu-system-aarch64"),
             },
             "virglrenderer": {
-                "version": c.versions["virglrenderer"],
+                "version": c.versions["virglrenderer"] if "virglrenderer" not in ov else "override",
+                "library": str(libs[0]) if "virglrenderer" in ov else "(profile)",
                 "library_sha256": cache.sha256(libs[0]) if libs else None,
                 "render_server": server,
-                "render_server_sha256": cache.sha256(root / server.lstrip("/")),
+                "render_server_sha256": cache.sha256(inside(server, "render_server")),
             },
             "host_vulkan": {
                 "icd": icd,
-                "icd_sha256": cache.sha256(root / icd.lstrip("/")),
+                "icd_sha256": cache.sha256(inside(icd, "vulkan_icd")),
                 "driver": "lavapipe" if "lvp" in icd else Path(icd).stem,
                 "mesa_version": c.versions["host_mesa"],
                 "library_sha256": cache.sha256(lvp[0]) if lvp else None,

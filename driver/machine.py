@@ -55,6 +55,7 @@ class Machine:
         gpu_options: str | None = None,
         extra_args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        overrides: dict[str, Path] | None = None,
     ):
         self.c = components
         self.run_dir = run_dir
@@ -66,6 +67,9 @@ class Machine:
         self.gpu_options = gpu_options or f"venus=on,blob=on,hostmem={q.hostmem}"
         self.extra_args = extra_args
         self.env_overrides = env or {}
+        # Component overrides (host paths, bound into the root at the same path):
+        # qemu (binary), virglrenderer (libvirglrenderer.so.1), render_server, vulkan_icd.
+        self.overrides = dict(overrides or {})
         self.process: pexpect.spawn | None = None
         self.started_at: float | None = None
         self.exit_status: int | None = None
@@ -82,7 +86,7 @@ class Machine:
         if self.exchange_in:
             append += f" vr.xchg_in={self.exchange_in}"
         argv = [
-            "qemu-system-aarch64",
+            self.qemu_binary,
             "-M", q.machine,
             "-cpu", q.cpu,
             "-accel", "tcg",
@@ -118,13 +122,13 @@ class Machine:
         virtio-gpu-gl options, the Venus build and the GL display all work —
         in about 0.1 s, without booting a kernel.
         """
-        argv = ["qemu-system-aarch64", "-M", self.c.profile.qemu.machine, "-accel", accel, "-nodefaults",
+        argv = [self.qemu_binary, "-M", self.c.profile.qemu.machine, "-accel", accel, "-nodefaults",
                 "-S", "-monitor", "stdio", "-serial", "none", "-nic", "none"]  # fmt: skip
         if device:
             argv += ["-device", f"virtio-gpu-gl-pci,{self.gpu_options}", "-display", self.display]
         else:
             argv += ["-display", "none"]
-        cmd = sandbox.command(self.c.host_root, argv, env=self.environment())
+        cmd = sandbox.command(self.c.host_root, argv, env=self.environment(), binds=self.override_binds())
         try:
             return subprocess.run(
                 cmd, input="quit\n", capture_output=True, text=True, timeout=30, preexec_fn=sandbox.die_with_parent
@@ -137,10 +141,13 @@ class Machine:
             # An OpenGL display with no X server: SDL's offscreen driver (EGL).
             "SDL_VIDEODRIVER": "offscreen",
             # Pin the host Vulkan driver instead of whatever the loader finds first.
-            "VK_DRIVER_FILES": self.c.lavapipe_icd,
+            "VK_DRIVER_FILES": str(self.overrides.get("vulkan_icd", self.c.lavapipe_icd)),
             # The render server's stderr goes to its own log (see _render_server_wrapper).
             "RENDER_SERVER_EXEC_PATH": str(self.run_dir / "render-server"),
         }
+        if "virglrenderer" in self.overrides:
+            # QEMU's GL module links libvirglrenderer.so.1; this directory wins.
+            env["LD_LIBRARY_PATH"] = str(self.overrides["virglrenderer"].parent)
         env.update(self.env_overrides)
         return env
 
@@ -149,12 +156,24 @@ class Machine:
         wrapper.write_text(
             "#!/bin/sh\n"
             "# QEMU starts virgl_render_server through this, to keep its log apart.\n"
-            f"exec {RENDER_SERVER} \"$@\" 2>>{shlex.quote(str(self.run_dir / 'render-server.log'))}\n"
+            f"exec {shlex.quote(self.render_server)} \"$@\" 2>>{shlex.quote(str(self.run_dir / 'render-server.log'))}\n"
         )
         wrapper.chmod(0o755)
 
+    @property
+    def qemu_binary(self) -> str:
+        return str(self.overrides.get("qemu", "qemu-system-aarch64"))
+
+    @property
+    def render_server(self) -> str:
+        """The render server QEMU's Venus path starts (inside the root)."""
+        return self.env_overrides.get("RENDER_SERVER_EXEC_PATH") or str(self.overrides.get("render_server", RENDER_SERVER))
+
+    def override_binds(self) -> list[Path]:
+        return [p.parent if key == "virglrenderer" else p for key, p in sorted(self.overrides.items())]
+
     def command(self) -> list[str]:
-        binds = [self.run_dir, self.c.kernel.path.parent, self.c.initramfs.parent]
+        binds = [self.run_dir, self.c.kernel.path.parent, self.c.initramfs.parent, *self.override_binds()]
         return sandbox.command(
             self.c.host_root,
             self.qemu_argv(),

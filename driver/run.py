@@ -52,6 +52,7 @@ class RunOptions:
     page_size: int | None = None
     expect_findings: list[str] = dataclasses.field(default_factory=list)
     guest_packages: tuple[str, ...] = ()
+    components: dict[str, Path] = dataclasses.field(default_factory=dict)
     scenario: Scenario | None = None
 
     @classmethod
@@ -70,6 +71,7 @@ class RunOptions:
             page_size=sc.page_size,
             expect_findings=list(sc.expect_findings),
             guest_packages=sc.guest_packages,
+            components=dict(sc.components),
             scenario=sc,
         )
         return dataclasses.replace(opts, **{k: v for k, v in overrides.items() if v is not None})
@@ -253,6 +255,7 @@ def _execute(opts: RunOptions, run_dir: Path, result: dict, timings: dict) -> No
         display=opts.display,
         gpu_options=opts.gpu_options,
         env=opts.host_env,
+        overrides=opts.components,
     )
     fp = fingerprint.fingerprint(c, machine, cache_dir(), opts.scenario)
     _write_fingerprint(run_dir, fp, result)

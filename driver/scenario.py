@@ -5,6 +5,11 @@
     kernel: {flavour: 16k}            # or {image: path/to/Image}
     page_size: 16384                  # optional: overrides the profile's requirement
     machine: {display: …, gpu_options: …, host_env: {KEY: value}}
+    components:                       # your own builds instead of the profile's (host paths)
+      qemu: build/qemu-system-aarch64
+      virglrenderer: build/libvirglrenderer.so.1
+      render_server: build/virgl_render_server
+      vulkan_icd: icd/my_icd.json
     files: [{src: host/path, dest: name}]   # copied into the guest at /in/files/<dest>
     guest_packages: [tree]            # extra guest packages, pinned in <scenario>.lock.json
     steps:
@@ -70,6 +75,7 @@ class Scenario:
     display: str | None
     gpu_options: str | None
     host_env: dict[str, str]
+    components: dict[str, Path]
     files: tuple[tuple[Path, str], ...]
     guest_packages: tuple[str, ...]
     demos: tuple[DemoStep, ...]
@@ -79,6 +85,19 @@ class Scenario:
     @property
     def digest(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+COMPONENTS = ("qemu", "virglrenderer", "render_server", "vulkan_icd")
+
+
+def check_component(key: str, path: Path) -> Path:
+    """A component override must exist (and, for the library, carry the name QEMU links)."""
+    path = path.resolve()
+    if not path.is_file():
+        raise UsageError(f"{path} does not exist or is not a file")
+    if key == "virglrenderer" and path.name != "libvirglrenderer.so.1":
+        raise UsageError(f"{path}: the library must be named libvirglrenderer.so.1 (QEMU links that soname)")
+    return path
 
 
 def available() -> list[str]:
@@ -223,7 +242,8 @@ def parse(text: str, path: Path | None) -> Scenario:
         raise UsageError(f"{w.path}{line}: malformed YAML: {getattr(exc, 'problem', exc)}") from None
     if root is None:
         raise w.error(None, "scenario", "the file is empty")
-    allowed = {"name", "description", "profile", "kernel", "page_size", "machine", "files", "guest_packages", "steps", "expect_findings"}
+    allowed = {"name", "description", "profile", "kernel", "page_size", "machine", "components", "files",
+               "guest_packages", "steps", "expect_findings"}  # fmt: skip
     m = _check_keys(w, root, "", allowed, {"name", "steps"})
     name = _scalar(w, m["name"][1], "name", str)
     profile = _scalar(w, m["profile"][1], "profile", str) if "profile" in m else "debian-trixie"
@@ -248,6 +268,15 @@ def parse(text: str, path: Path | None) -> Scenario:
         display = _scalar(w, mm["display"][1], "machine.display", str) if "display" in mm else None
         gpu = _scalar(w, mm["gpu_options"][1], "machine.gpu_options", str) if "gpu_options" in mm else None
         host_env = _str_map(w, mm["host_env"][1], "machine.host_env") if "host_env" in mm else {}
+
+    components: dict[str, Path] = {}
+    if "components" in m:
+        cm = _check_keys(w, m["components"][1], "components", set(COMPONENTS))
+        for key, (_, vnode) in cm.items():
+            try:
+                components[key] = check_component(key, base / _scalar(w, vnode, f"components.{key}", str))
+            except UsageError as exc:
+                raise w.error(vnode, f"components.{key}", str(exc)) from None
 
     files = []
     if "files" in m:
@@ -307,6 +336,6 @@ def parse(text: str, path: Path | None) -> Scenario:
         raise w.error(m["page_size"][1], "page_size", "must be 4096, 16384 or 65536")
     return Scenario(
         name=name, path=path, text=text, profile=profile, kernel_flavour=flavour, kernel_image=image,
-        page_size=page, display=display, gpu_options=gpu, host_env=host_env, files=tuple(files), guest_packages=tuple(packages),
+        page_size=page, display=display, gpu_options=gpu, host_env=host_env, components=components, files=tuple(files), guest_packages=tuple(packages),
         demos=tuple(demo_steps), programs=tuple(program_steps), expect_findings=tuple(findings),
     )  # fmt: skip

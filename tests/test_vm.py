@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -283,3 +284,29 @@ def test_scenario_guest_packages_pinned_and_replayed(provisioned, tmp_path, no_l
     replay = venus_repro("replay", "--json", str(tmp_path / "b.tar.gz"), "--run-dir", str(tmp_path / "again"))
     assert replay.returncode == 0, replay.stderr[-2000:]
     assert json.loads(replay.stdout)["comparison"]["summary"] == "no component differences"
+
+
+def test_component_overrides_are_used_and_fingerprinted(provisioned, tmp_path, no_leftovers):
+    """A locally built virglrenderer/render server (here: copies, and a broken one) is what QEMU runs."""
+    root = Path(provisioned["host_root"])
+    good = tmp_path / "good"
+    good.mkdir()
+    (lib,) = root.glob("usr/lib/*/libvirglrenderer.so.1")
+    shutil.copy(lib, good / "libvirglrenderer.so.1")
+    shutil.copy(root / "usr/libexec/virgl_render_server", good / "virgl_render_server")
+    code, result = run_json(
+        tmp_path, "--demo", "test_tri",
+        "--virglrenderer", str(good / "libvirglrenderer.so.1"), "--render-server", str(good / "virgl_render_server"),
+    )  # fmt: skip
+    assert code == 0, result["checks"]
+    fp = json.loads((Path(result["run_dir"]) / "fingerprint.json").read_text())
+    assert fp["components"]["virglrenderer"]["library"] == str(good / "libvirglrenderer.so.1")
+    assert fp["components"]["virglrenderer"]["render_server"] == str(good / "virgl_render_server")
+    assert fp["components"]["virglrenderer"]["version"] == "override"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    shutil.copy("/bin/false", bad / "virgl_render_server")
+    proc = venus_repro("run", "--json", "--demo", "test_tri", "--run-dir", str(tmp_path / "broken"),
+                       "--render-server", str(bad / "virgl_render_server"))  # fmt: skip
+    broken = json.loads(proc.stdout)
+    assert proc.returncode == 1 and [f["id"] for f in broken["findings"]] == ["render-server-missing"]
