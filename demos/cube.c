@@ -72,45 +72,7 @@ void cube_init(struct cube *c, struct vr *vr, VkImageLayout final_layout) {
     };
     VR_CHECK(vr, vkCreatePipelineLayout(dev, &plci, NULL, &c->layout));
 
-    const uint32_t w = vr->opt.width, h = vr->opt.height;
-    VkPipelineShaderStageCreateInfo stages[2] = {
-        {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
-         .stage = VK_SHADER_STAGE_VERTEX_BIT, .module = c->vs, .pName = "main"},
-        {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
-         .stage = VK_SHADER_STAGE_FRAGMENT_BIT, .module = c->fs, .pName = "main"},
-    };
-    VkPipelineVertexInputStateCreateInfo vi = {
-        .sType = VK_STRUCTURE_TYPE_PIPELINE_VERTEX_INPUT_STATE_CREATE_INFO};
-    VkPipelineInputAssemblyStateCreateInfo ia = {
-        .sType = VK_STRUCTURE_TYPE_PIPELINE_INPUT_ASSEMBLY_STATE_CREATE_INFO,
-        .topology = VK_PRIMITIVE_TOPOLOGY_TRIANGLE_LIST};
-    VkViewport viewport = {0, 0, (float)w, (float)h, 0, 1};
-    VkRect2D scissor = {{0, 0}, {w, h}};
-    VkPipelineViewportStateCreateInfo vp = {
-        .sType = VK_STRUCTURE_TYPE_PIPELINE_VIEWPORT_STATE_CREATE_INFO,
-        .viewportCount = 1, .pViewports = &viewport, .scissorCount = 1, .pScissors = &scissor};
-    VkPipelineRasterizationStateCreateInfo rs = {
-        .sType = VK_STRUCTURE_TYPE_PIPELINE_RASTERIZATION_STATE_CREATE_INFO,
-        .polygonMode = VK_POLYGON_MODE_FILL, .cullMode = VK_CULL_MODE_NONE,
-        .frontFace = VK_FRONT_FACE_COUNTER_CLOCKWISE, .lineWidth = 1.0f};
-    VkPipelineMultisampleStateCreateInfo ms = {
-        .sType = VK_STRUCTURE_TYPE_PIPELINE_MULTISAMPLE_STATE_CREATE_INFO,
-        .rasterizationSamples = VK_SAMPLE_COUNT_1_BIT};
-    VkPipelineDepthStencilStateCreateInfo ds = {
-        .sType = VK_STRUCTURE_TYPE_PIPELINE_DEPTH_STENCIL_STATE_CREATE_INFO,
-        .depthTestEnable = VK_TRUE, .depthWriteEnable = VK_TRUE,
-        .depthCompareOp = VK_COMPARE_OP_LESS};
-    VkPipelineColorBlendAttachmentState cba = {.colorWriteMask = 0xf};
-    VkPipelineColorBlendStateCreateInfo cb = {
-        .sType = VK_STRUCTURE_TYPE_PIPELINE_COLOR_BLEND_STATE_CREATE_INFO,
-        .attachmentCount = 1, .pAttachments = &cba};
-    VkGraphicsPipelineCreateInfo gpci = {
-        .sType = VK_STRUCTURE_TYPE_GRAPHICS_PIPELINE_CREATE_INFO,
-        .stageCount = 2, .pStages = stages, .pVertexInputState = &vi,
-        .pInputAssemblyState = &ia, .pViewportState = &vp, .pRasterizationState = &rs,
-        .pMultisampleState = &ms, .pDepthStencilState = &ds, .pColorBlendState = &cb,
-        .layout = c->layout, .renderPass = c->pass, .subpass = 0};
-    VR_CHECK(vr, vkCreateGraphicsPipelines(dev, VK_NULL_HANDLE, 1, &gpci, NULL, &c->pipeline));
+    c->pipeline = vr_pipeline(vr, c->pass, c->layout, c->vs, c->fs, 1);
 }
 
 void cube_target_init(struct cube *c, struct cube_target *t, VkImage color) {

@@ -19,18 +19,7 @@ struct readback {
 static void copy_out(VkCommandBuffer cmd, uint32_t slot, void *user) {
     struct readback *rb = user;
     (void)slot;
-    VkBufferImageCopy region = {
-        .imageSubresource = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 0, 1},
-        .imageExtent = {rb->vr->opt.width, rb->vr->opt.height, 1}};
-    vkCmdCopyImageToBuffer(cmd, rb->image, VK_IMAGE_LAYOUT_TRANSFER_SRC_OPTIMAL, rb->buffer, 1,
-                           &region);
-    VkBufferMemoryBarrier to_host = {
-        .sType = VK_STRUCTURE_TYPE_BUFFER_MEMORY_BARRIER,
-        .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT, .dstAccessMask = VK_ACCESS_HOST_READ_BIT,
-        .srcQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED, .dstQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED,
-        .buffer = rb->buffer, .size = VK_WHOLE_SIZE};
-    vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 0,
-                         NULL, 1, &to_host, 0, NULL);
+    vr_cmd_copy_to_host(rb->vr, cmd, rb->image, rb->buffer);
 }
 
 int main(int argc, char **argv) {

@@ -198,19 +198,7 @@ static void after_frame(VkCommandBuffer cmd, uint32_t slot, void *user) {
     struct state *st = user;
     struct vr *vr = st->vr;
     if (st->alloc == ALLOC_COPYBACK) {
-        VkBufferImageCopy region = {
-            .imageSubresource = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 0, 1},
-            .imageExtent = {vr->opt.width, vr->opt.height, 1}};
-        vkCmdCopyImageToBuffer(cmd, st->targets[slot].color, VK_IMAGE_LAYOUT_TRANSFER_SRC_OPTIMAL,
-                               st->slots[slot].buffer, 1, &region);
-        VkBufferMemoryBarrier b = {
-            .sType = VK_STRUCTURE_TYPE_BUFFER_MEMORY_BARRIER,
-            .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT, .dstAccessMask = VK_ACCESS_HOST_READ_BIT,
-            .srcQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED,
-            .dstQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED,
-            .buffer = st->slots[slot].buffer, .size = VK_WHOLE_SIZE};
-        vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 0,
-                             NULL, 1, &b, 0, NULL);
+        vr_cmd_copy_to_host(vr, cmd, st->targets[slot].color, st->slots[slot].buffer);
     } else {
         /* The CPU reads the rendered image in place: make the writes visible to it. */
         VkImageMemoryBarrier b = {

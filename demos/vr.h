@@ -61,6 +61,12 @@ VkImage vr_image(struct vr *vr, uint32_t width, uint32_t height, VkFormat format
                  VkImageTiling tiling, VkImageUsageFlags usage, VkMemoryPropertyFlags props,
                  VkDeviceMemory *mem);
 VkImageView vr_image_view(struct vr *vr, VkImage image, VkFormat format, VkImageAspectFlags aspect);
+/* A graphics pipeline for vertex-buffer-free draws (positions from gl_VertexIndex),
+ * full-target viewport, no culling, optional depth test. */
+VkPipeline vr_pipeline(struct vr *vr, VkRenderPass pass, VkPipelineLayout layout, VkShaderModule vs,
+                       VkShaderModule fs, int depth_test);
+/* Record: copy a colour image (TRANSFER_SRC_OPTIMAL) into a buffer, visible to the host after. */
+void vr_cmd_copy_to_host(struct vr *vr, VkCommandBuffer cmd, VkImage image, VkBuffer buffer);
 /* A buffer with its own memory (props) bound. */
 VkBuffer vr_buffer(struct vr *vr, VkDeviceSize size, VkBufferUsageFlags usage,
                    VkMemoryPropertyFlags props, VkDeviceMemory *mem);
