@@ -72,7 +72,13 @@ def _host_env(items: list[str]) -> dict[str, str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="venus-repro", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="venus-repro",
+        description="Run Vulkan in a QEMU VM through Venus with pinned components, assert what the demos did, "
+        "and explain why they failed.",
+        epilog="Exit status: 0 all expected outcomes held, 1 the verdict failed, 2 bad input or a provisioning "
+        "error, 130 interrupted.",
+    )
     ap.add_argument("--version", action="version", version=f"venus-repro {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
