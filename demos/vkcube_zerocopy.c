@@ -24,12 +24,13 @@
  * Venus device advertises neither VK_KHR_external_memory_fd nor
  * VK_EXT_external_memory_dma_buf, so guest-blob and dumb fail at vkCreateDevice
  * with VK_ERROR_EXTENSION_NOT_PRESENT (-7), before any import is tried. Why:
- * Venus exposes fd import only if the renderer advertises dma-buf export;
- * virglrenderer advertises it only if the host driver can export dma-bufs; host
- * lavapipe exports dma-bufs through /dev/udmabuf, and this host's kernel is
- * built without CONFIG_UDMABUF. On a host that has it, the import itself is the
- * next hurdle (VK_ERROR_INVALID_EXTERNAL_HANDLE for SHM-backed resources, the
- * bug class of the fd-fallback patch).
+ * Mesa 25.0's Venus offers fd/dma-buf import only if the host device has
+ * VK_EXT_external_memory_dma_buf, VK_EXT_queue_family_foreign and
+ * VK_EXT_image_drm_format_modifier (vn_physical_device_get_external_memory_support);
+ * host lavapipe 25.0.7 has the first two but not the modifier extension. With a
+ * host driver that has all three, the import itself is the next hurdle
+ * (VK_ERROR_INVALID_EXTERNAL_HANDLE for SHM-backed resources, the bug class of
+ * the fd-fallback patch).
  */
 #define _GNU_SOURCE
 #include "cube.h"
