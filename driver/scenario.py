@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -92,7 +93,9 @@ COMPONENTS = ("qemu", "virglrenderer", "render_server", "vulkan_icd")
 
 def check_component(key: str, path: Path) -> Path:
     """A component override must exist (and, for the library, carry the name QEMU links)."""
-    path = path.resolve()
+    # Absolute but not resolved: a build tree's libvirglrenderer.so.1 is a link
+    # to libvirglrenderer.so.1.x.y, and the link's name is what QEMU looks for.
+    path = Path(os.path.abspath(path))
     if not path.is_file():
         raise UsageError(f"{path} does not exist or is not a file")
     if key == "virglrenderer" and path.name != "libvirglrenderer.so.1":

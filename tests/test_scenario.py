@@ -80,3 +80,12 @@ def test_guest_packages_need_a_scenario_lock(tmp_path):
     bad, load = load_text(tmp_path, "name: x\nguest_packages: ['Not A Package']\nsteps:\n  - demo: test_tri\n")
     with pytest.raises(UsageError, match=r":2: guest_packages\[0\]: 'Not A Package' is not a Debian package name"):
         load()
+
+
+def test_component_override_keeps_the_soname_link(tmp_path):
+    real = tmp_path / "libvirglrenderer.so.1.9.0"
+    real.write_bytes(b"\x7fELF")
+    (tmp_path / "libvirglrenderer.so.1").symlink_to(real.name)
+    assert scenario.check_component("virglrenderer", tmp_path / "libvirglrenderer.so.1").name == "libvirglrenderer.so.1"
+    with pytest.raises(UsageError, match="must be named libvirglrenderer.so.1"):
+        scenario.check_component("virglrenderer", real)
