@@ -158,7 +158,7 @@ def parser() -> argparse.ArgumentParser:
 
 def cmd_run(args) -> int:
     from .report import render
-    from .run import RunOptions, run
+    from .run import run
 
     result = run(run_options(args))
     if args.json:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pexpect
 
-from . import log, sandbox
+from . import sandbox
 from .errors import MachineError
 from .protocol import MARKER, parse_marker
 from .provision import Components
