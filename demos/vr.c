@@ -241,6 +241,61 @@ VkBuffer vr_buffer(struct vr *vr, VkDeviceSize size, VkBufferUsageFlags usage,
     return buffer;
 }
 
+VkRenderPass vr_render_pass(struct vr *vr, VkFormat color_format, VkFormat depth_format,
+                            VkImageLayout final_layout) {
+    const int depth = depth_format != VK_FORMAT_UNDEFINED;
+    VkAttachmentDescription atts[2] = {
+        {
+            .format = color_format,
+            .samples = VK_SAMPLE_COUNT_1_BIT,
+            .loadOp = VK_ATTACHMENT_LOAD_OP_CLEAR,
+            .storeOp = VK_ATTACHMENT_STORE_OP_STORE,
+            .stencilLoadOp = VK_ATTACHMENT_LOAD_OP_DONT_CARE,
+            .stencilStoreOp = VK_ATTACHMENT_STORE_OP_DONT_CARE,
+            .initialLayout = VK_IMAGE_LAYOUT_UNDEFINED,
+            .finalLayout = final_layout,
+        },
+        {
+            .format = depth_format,
+            .samples = VK_SAMPLE_COUNT_1_BIT,
+            .loadOp = VK_ATTACHMENT_LOAD_OP_CLEAR,
+            .storeOp = VK_ATTACHMENT_STORE_OP_DONT_CARE,
+            .stencilLoadOp = VK_ATTACHMENT_LOAD_OP_DONT_CARE,
+            .stencilStoreOp = VK_ATTACHMENT_STORE_OP_DONT_CARE,
+            .initialLayout = VK_IMAGE_LAYOUT_UNDEFINED,
+            .finalLayout = VK_IMAGE_LAYOUT_DEPTH_STENCIL_ATTACHMENT_OPTIMAL,
+        },
+    };
+    VkAttachmentReference color_ref = {0, VK_IMAGE_LAYOUT_COLOR_ATTACHMENT_OPTIMAL};
+    VkAttachmentReference depth_ref = {1, VK_IMAGE_LAYOUT_DEPTH_STENCIL_ATTACHMENT_OPTIMAL};
+    VkSubpassDescription sub = {
+        .pipelineBindPoint = VK_PIPELINE_BIND_POINT_GRAPHICS,
+        .colorAttachmentCount = 1,
+        .pColorAttachments = &color_ref,
+        .pDepthStencilAttachment = depth ? &depth_ref : NULL,
+    };
+    VkSubpassDependency dep = {
+        .srcSubpass = 0,
+        .dstSubpass = VK_SUBPASS_EXTERNAL,
+        .srcStageMask = VK_PIPELINE_STAGE_COLOR_ATTACHMENT_OUTPUT_BIT,
+        .dstStageMask = VK_PIPELINE_STAGE_TRANSFER_BIT,
+        .srcAccessMask = VK_ACCESS_COLOR_ATTACHMENT_WRITE_BIT,
+        .dstAccessMask = VK_ACCESS_TRANSFER_READ_BIT,
+    };
+    VkRenderPassCreateInfo rpci = {
+        .sType = VK_STRUCTURE_TYPE_RENDER_PASS_CREATE_INFO,
+        .attachmentCount = depth ? 2 : 1,
+        .pAttachments = atts,
+        .subpassCount = 1,
+        .pSubpasses = &sub,
+        .dependencyCount = 1,
+        .pDependencies = &dep,
+    };
+    VkRenderPass pass;
+    VR_CHECK(vr, vkCreateRenderPass(vr->device, &rpci, NULL, &pass));
+    return pass;
+}
+
 VkPipeline vr_pipeline(struct vr *vr, VkRenderPass pass, VkPipelineLayout layout, VkShaderModule vs,
                        VkShaderModule fs, int depth_test) {
     const uint32_t w = vr->opt.width, h = vr->opt.height;

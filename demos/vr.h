@@ -61,6 +61,11 @@ VkImage vr_image(struct vr *vr, uint32_t width, uint32_t height, VkFormat format
                  VkImageTiling tiling, VkImageUsageFlags usage, VkMemoryPropertyFlags props,
                  VkDeviceMemory *mem);
 VkImageView vr_image_view(struct vr *vr, VkImage image, VkFormat format, VkImageAspectFlags aspect);
+/* A one-subpass render pass: colour cleared and stored (left in final_layout),
+ * plus a cleared depth attachment unless depth_format is VK_FORMAT_UNDEFINED.
+ * Whatever follows (a copy, a host read) waits for the colour writes. */
+VkRenderPass vr_render_pass(struct vr *vr, VkFormat color_format, VkFormat depth_format,
+                            VkImageLayout final_layout);
 /* A graphics pipeline for vertex-buffer-free draws (positions from gl_VertexIndex),
  * full-target viewport, no culling, optional depth test. */
 VkPipeline vr_pipeline(struct vr *vr, VkRenderPass pass, VkPipelineLayout layout, VkShaderModule vs,
