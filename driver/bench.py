@@ -26,9 +26,8 @@ from . import demos, doctor, log, protocol
 from .errors import VenusReproError
 from .machine import Machine
 from .profile import Profile
-from .provision import GUEST_BIN_DIR, Components, Provisioner
-from .run import RunOptions, demo_args, run, run_host_demo
-from .verdict import DemoRun
+from .provision import Components, Provisioner
+from .run import RunOptions, guest_demo_run, guest_demo_step, run, run_host_demo
 
 DEFAULT_DEMOS = ["test_tri", "vkcube_anim", "vkcube_zerocopy", "vkcube_copyback"]
 GOALS = {
@@ -66,11 +65,7 @@ def _rounds(
         for d in selected:
             name = f"{d.name}-r{r}"
             plan.append(protocol.Sync(name))
-            plan.append(
-                protocol.Step(
-                    name, d.timeout, ["env", "VN_DEBUG=init", f"/{GUEST_BIN_DIR}/{d.binary}", *demo_args(d, None, frames)]
-                )
-            )
+            plan.append(guest_demo_step(d, name, None, frames))
     exchange = out / "exchange.img"
     machine = Machine(c, out, exchange=exchange)
     machine.exchange_in = protocol.write_exchange(exchange, plan)
@@ -101,9 +96,7 @@ def _rounds(
     for r in range(repeat):
         for d in selected:
             name = f"{d.name}-r{r}"
-            status = results.get(f"{name}.status")
-            output = protocol.parse_demo_output(results.get(f"{name}.out", b"").decode())
-            guest = DemoRun(name, int(status) if status else None, output)
+            guest = guest_demo_run(results, name)
             if guest.outcome != "pass" or name not in host_fps:
                 side = "guest" if guest.outcome != "pass" else "host"
                 detail = guest.failure() if side == "guest" else "failed on the host"

@@ -51,6 +51,18 @@ class Demo:
     expect: Expect | None = None
 
 
+def with_frames(demo: Demo, frames: int | None) -> Demo:
+    """``demo`` with ``--frames`` set to ``frames`` (unchanged when None)."""
+    if frames is None:
+        return demo
+    args = list(demo.args)
+    if "--frames" in args:
+        args[args.index("--frames") + 1] = str(frames)
+    else:
+        args += ["--frames", str(frames)]
+    return dataclasses.replace(demo, args=tuple(args))
+
+
 def catalogue() -> dict[str, Demo]:
     path = demos_dir() / "demos.yaml"
     try:

@@ -141,5 +141,11 @@ def fingerprint(c: Components, machine: Machine, cache_dir: Path, scenario=None,
         "scenario": {"name": scenario.name, "sha256": scenario.digest} if scenario else None,
     }
     cache.save()
-    fp["sha256"] = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
+    return seal(fp)
+
+
+def seal(fp: dict) -> dict:
+    """(Re)compute the fingerprint's own digest, over everything but itself."""
+    body = {k: v for k, v in fp.items() if k != "sha256"}
+    fp["sha256"] = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     return fp

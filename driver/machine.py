@@ -35,13 +35,6 @@ class QemuExited(MachineError):
     """QEMU exited while the driver was still waiting for the guest."""
 
 
-def _death_signal_only() -> None:
-    # pexpect already makes the child a session leader; only add the death signal.
-    import ctypes
-
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)
-
-
 class Machine:
     def __init__(
         self,
@@ -201,7 +194,7 @@ class Machine:
         cmd = self.command()
         self.process = pexpect.spawn(
             cmd[0], cmd[1:], env={"PATH": sandbox.PATH}, timeout=None,
-            preexec_fn=_death_signal_only, echo=False,
+            preexec_fn=sandbox.set_death_signal, echo=False,  # pexpect already calls setsid
         )  # fmt: skip
         self.process.logfile_read = self._console_log
         self.process.delaybeforesend = None

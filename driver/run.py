@@ -98,12 +98,7 @@ def new_run_dir(base: Path | None, profile: Profile) -> Path:
 
 def demo_args(demo: demos.Demo, out_dir: str | None, frames: int | None) -> list[str]:
     """The demo's arguments, with ``--frames`` overridden and ``--out`` (if any) added."""
-    args = list(demo.args)
-    if frames is not None:
-        if "--frames" in args:
-            args[args.index("--frames") + 1] = str(frames)
-        else:
-            args += ["--frames", str(frames)]
+    args = list(demos.with_frames(demo, frames).args)
     return [*args, "--out", out_dir] if out_dir else args
 
 
@@ -152,22 +147,35 @@ def run_host_demo(
     return DemoRun(name, proc.returncode, protocol.parse_demo_output(proc.stdout), time.monotonic() - start)
 
 
+def guest_demo_step(demo: demos.Demo, name: str, out_dir: str | None, frames: int | None) -> protocol.Step:
+    """The plan line that runs ``demo`` in the guest as step ``name``.
+
+    VN_DEBUG=init makes Mesa's Venus driver say why it fails to initialise
+    (e.g. "failed to allocate/map ring shmem"), which diagnosis reads.
+    """
+    argv = ["env", "VN_DEBUG=init", f"/{GUEST_BIN_DIR}/{demo.binary}", *demo_args(demo, out_dir, frames)]
+    return protocol.Step(name, demo.timeout, argv)
+
+
+def guest_demo_run(out: dict[str, bytes], name: str) -> DemoRun:
+    """What step ``name`` left in the guest's /out: exit status, result lines, duration."""
+    status = out.get(f"{name}.status")
+    timing = out.get(f"{name}.time", b"").split()
+    return DemoRun(
+        name,
+        int(status) if status is not None else None,
+        protocol.parse_demo_output(out.get(f"{name}.out", b"").decode(errors="replace")),
+        round(float(timing[1]) - float(timing[0]), 2) if len(timing) == 2 else None,
+    )
+
+
 def boot_and_run(
     c: Components, machine: Machine, opts: RunOptions, run_dir: Path, timings: dict
 ) -> tuple[dict, dict, str | None]:
     """Boot the guest, run the plan, collect /out. Returns (facts, {step: DemoRun|ProgramRun}, failure)."""
     exchange = machine.exchange
     assert exchange is not None
-    steps = [
-        # VN_DEBUG=init makes Mesa's Venus driver say why it fails to initialise
-        # (e.g. "failed to allocate/map ring shmem"), which diagnosis reads.
-        protocol.Step(
-            d.name,
-            d.timeout,
-            ["env", "VN_DEBUG=init", f"/{GUEST_BIN_DIR}/{d.binary}", *demo_args(d, f"{GUEST_OUT}/{d.name}", opts.frames)],
-        )
-        for d in opts.demos
-    ]
+    steps = [guest_demo_step(d, d.name, f"{GUEST_OUT}/{d.name}", opts.frames) for d in opts.demos]
     steps += [
         protocol.Step(p.name, p.timeout, ["env", *(f"{k}={v}" for k, v in p.env), *p.argv]) for p in opts.programs
     ]
@@ -203,14 +211,7 @@ def boot_and_run(
     facts = protocol.parse_facts(out.get("facts", b"").decode(errors="replace"))
     runs = {}
     for demo in opts.demos:
-        status = out.get(f"{demo.name}.status")
-        timing = out.get(f"{demo.name}.time", b"").split()
-        run = DemoRun(
-            demo.name,
-            int(status) if status is not None else None,
-            protocol.parse_demo_output(out.get(f"{demo.name}.out", b"").decode(errors="replace")),
-            round(float(timing[1]) - float(timing[0]), 2) if len(timing) == 2 else None,
-        )
+        run = guest_demo_run(out, demo.name)
         _save_frame(run, out.get(f"{demo.name}/{demo.binary}.rgba"), run_dir / f"{demo.name}-guest.png")
         runs[demo.name] = run
     for prog in opts.programs:
@@ -328,8 +329,8 @@ def _execute(opts: RunOptions, run_dir: Path, result: dict, timings: dict) -> No
     reported = {r.result.get("driver_info") for r in guest.values() if isinstance(r, DemoRun) and r.result.get("driver_info")}
     if len(reported) == 1:
         # The guest's own word on its Mesa ("Mesa 25.0.7-2+deb13u1"), over the lock's.
-        fp = fingerprint.fingerprint(c, machine, cache_dir(), opts.scenario, reported.pop().removeprefix("Mesa "))
-        _write_fingerprint(run_dir, fp, result)
+        fp["components"]["guest_mesa"]["version"] = reported.pop().removeprefix("Mesa ")
+        _write_fingerprint(run_dir, fingerprint.seal(fp), result)
     for prog in opts.programs:
         pr = guest[prog.name]
         pchecks = program_checks(pr, prog)

@@ -27,10 +27,15 @@ PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
+def set_death_signal() -> None:
     """preexec_fn: the child gets SIGKILL when venus-repro exits, however it exits."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def die_with_parent() -> None:
+    """preexec_fn: the death signal, in a session of its own (no terminal signals)."""
+    set_death_signal()
     os.setsid()
 
 

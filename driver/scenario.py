@@ -152,8 +152,9 @@ def _str_list(w: _Where, node: yaml.Node, field: str) -> list[str]:
 
 
 def _str_map(w: _Where, node: yaml.Node, field: str) -> dict[str, str]:
-    m = _check_keys(w, node, field, {k.value for k, _ in node.value} if isinstance(node, yaml.MappingNode) else set())
-    return {k: str(yaml.safe_load(yaml.serialize(v))) for k, (_, v) in m.items()}
+    if not isinstance(node, yaml.MappingNode):
+        raise w.error(node, field, "must be a mapping")
+    return {k: str(yaml.safe_load(yaml.serialize(v))) for k, (_, v) in _mapping(node).items()}
 
 
 def _demo_step(w: _Where, node: yaml.Node, field: str, catalogue: dict) -> DemoStep:
@@ -167,12 +168,7 @@ def _demo_step(w: _Where, node: yaml.Node, field: str, catalogue: dict) -> DemoS
         frames = _scalar(w, m["frames"][1], f"{field}.frames", int)
         if frames <= 0:
             raise w.error(m["frames"][1], f"{field}.frames", "must be positive")
-        args = list(demo.args)
-        if "--frames" in args:
-            args[args.index("--frames") + 1] = str(frames)
-        else:
-            args += ["--frames", str(frames)]
-        demo = dataclasses.replace(demo, args=tuple(args))
+        demo = demo_catalogue.with_frames(demo, frames)
     if "timeout" in m:
         demo = dataclasses.replace(demo, timeout=_scalar(w, m["timeout"][1], f"{field}.timeout", int))
     if "expect" in m:
