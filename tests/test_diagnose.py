@@ -22,6 +22,13 @@ def ids(*files: str, **ctx) -> list[str]:
     "files,expected",
     [
         (["render-server-missing.qemu-stderr.log", "render-server-missing.guest.log"], ["render-server-missing"]),
+        # The render server's other face (a race in virglrenderer): it died before the first
+        # message, so virgl_renderer_init failed and the guest got no capsets at all.
+        (["render-server-lost-race.qemu-stderr.log", "render-server-lost-race.guest.log"], ["virgl-init-failed"]),
+        (
+            ["render-server-lost-race.qemu-stderr.log", "render-server-lost-race.guest.log", "render-server-missing.preflight.log"],
+            ["render-server-missing"],
+        ),
         (["no-gl-display.log"], ["no-gl-display"]),
         (["no-gl-display-egl.log"], ["no-gl-display"]),
         (["venus-needs-blob-hostmem.log"], ["venus-needs-blob-hostmem"]),
