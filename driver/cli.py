@@ -144,6 +144,7 @@ def parser() -> argparse.ArgumentParser:
     _add_profile(p)
     p.add_argument("--refresh", action="store_true", help="re-pin every package to what the mirror serves now")
     p.add_argument("--scenario", type=Path, metavar="FILE", help="pin this scenario's guest_packages (lock beside it)")
+    p.add_argument("--only", action="append", default=[], metavar="SET", help="with --refresh: re-pin only this set (repeatable)")
 
     p = sub.add_parser("diagnose", help="decode and classify the failures in log files or run directories")
     p.add_argument("paths", nargs="+", type=Path, metavar="FILE|RUN_DIR")
@@ -389,7 +390,7 @@ def cmd_lock(args) -> int:
         n = sum(len(lk.pins(s)) for s in prof.package_sets())
         print(f"{prof.lock_path}: {n} pins cover profile {prof.name}")
         return 0
-    _, changes = lock.refresh(prof, profile.cache_dir() / "apt")
+    _, changes = lock.refresh(prof, profile.cache_dir() / "apt", tuple(args.only))
     if changes:
         print(tabulate(changes, headers=["set", "package", "was", "now"], tablefmt="simple"))
         print(f"{len(changes)} pins changed in {prof.lock_path}; review and commit it")

@@ -55,6 +55,9 @@ class Profile:
     default_kernel: str
     guest_modules: tuple[str, ...]
     qemu: QemuOptions
+    # Host tools pinned beside the components, by name (e.g. nix: the Nix that
+    # evaluates the flake in the tests). Each is a set per host architecture.
+    tools: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     def kernel_flavour(self, flavour: str | None) -> str:
         """``flavour`` (or the default) if the profile pins such a kernel; else a UsageError."""
@@ -78,6 +81,9 @@ class Profile:
         sets[f"guest-{self.guest_arch}"] = (self.guest_arch, self.guest_packages, True)
         for flavour, meta in self.kernels.items():
             sets[f"kernel-{flavour}"] = (self.guest_arch, (meta,), False)
+        for tool, packages in self.tools.items():
+            for arch in ("amd64", "arm64"):
+                sets[f"tool-{tool}-{arch}"] = (arch, packages, True)
         return sets
 
 
@@ -142,7 +148,19 @@ def load(name_or_path: str) -> Profile:
             memory=str(qemu.get("memory", "2G")),
             hostmem=str(qemu.get("hostmem", "1G")),
         ),
+        tools={
+            str(name): tuple(_require(tools, str(name), list, f"{where}: tools"))
+            for tools in [_optional_mapping(doc, "tools", where)]
+            for name in tools
+        },
     )
+
+
+def _optional_mapping(doc: dict, key: str, where: str) -> dict:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise UsageError(f"{where}: field '{key}' must be a mapping")
+    return value
 
 
 def cache_dir() -> Path:

@@ -98,6 +98,25 @@ class Provisioner:
         with log.nested(f"building the host root ({len(pins)} packages)"):
             return sysroot.build_once(final, build)
 
+    def tool_root(self, tool: str, arch: str | None = None) -> Path:
+        """A root holding one of the profile's pinned host tools (e.g. nix), to chroot into."""
+        if tool not in self.profile.tools:
+            raise ProvisionError(f"profile {self.profile.name} pins no tool '{tool}' (tools: {', '.join(self.profile.tools) or 'none'})")
+        set_name = f"tool-{tool}-{arch or host_debian_arch()}"
+        pins = self.lock.pins(set_name)
+        final = self.cache / "roots" / f"{set_name}-{set_digest(pins)}"
+        if final.exists():
+            return final
+
+        def build(tmp: Path) -> None:
+            sysroot.unpack_all(self._fetch(set_name), self.store, tmp, set_name)
+            for d in ("proc", "sys", "dev", "tmp", "root"):
+                (tmp / d).mkdir(exist_ok=True)
+            subprocess.run(["chroot", str(tmp), "/usr/sbin/ldconfig"], check=True)
+
+        with log.nested(f"building the {tool} root ({len(pins)} packages)"):
+            return sysroot.build_once(final, build)
+
     def guest_root(self, extra: list[Pin] = ()) -> Path:
         """The guest userland: the profile's guest set, plus a scenario's extra packages."""
         set_name = f"guest-{self.profile.guest_arch}"

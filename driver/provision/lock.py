@@ -78,10 +78,13 @@ def set_digest(pins: list[Pin], *extra: str) -> str:
     return h.hexdigest()[:16]
 
 
-def refresh(profile: Profile, apt_root: Path) -> tuple[dict, list[tuple[str, str, str, str]]]:
-    """Resolve every set against the mirror now; write the lock; return (doc, changes).
+def refresh(
+    profile: Profile, apt_root: Path, only: tuple[str, ...] = ()
+) -> tuple[dict, list[tuple[str, str, str, str]]]:
+    """Resolve every set (or ``only`` these) against the mirror now; write the lock; return (doc, changes).
 
-    A change is (set, package, old version or '-', new version or '-').
+    A change is (set, package, old version or '-', new version or '-'). With
+    ``only``, the other sets keep their pins as they are.
     """
     old_sets: dict = {}
     if profile.lock_path.exists():
@@ -89,9 +92,16 @@ def refresh(profile: Profile, apt_root: Path) -> tuple[dict, list[tuple[str, str
             old_sets = json.loads(profile.lock_path.read_text()).get("sets", {})
         except json.JSONDecodeError:
             log.warn(f"{profile.lock_path} is not valid JSON; writing it anew")
+    wanted = profile.package_sets()
+    unknown = sorted(set(only) - set(wanted))
+    if unknown:
+        raise PinError(f"profile {profile.name} has no set {', '.join(unknown)} (sets: {', '.join(wanted)})")
     sets = {}
     repos: dict[str, AptRepo] = {}
-    for name, (arch, requested, with_deps) in profile.package_sets().items():
+    for name, (arch, requested, with_deps) in wanted.items():
+        if only and name not in only and name in old_sets:
+            sets[name] = old_sets[name]
+            continue
         repo = repos.setdefault(arch, AptRepo(apt_root / f"{profile.suite}-{arch}", profile.suite, arch))
         with log.nested(f"resolving {name}"):
             pins = repo.resolve(requested, with_deps)
