@@ -153,7 +153,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host-page-size", type=int, metavar="BYTES", help="the host's page size (HVF on Apple Silicon: 16384)")
     p.add_argument("--accel", choices=["hvf", "kvm", "tcg", "whpx"], help="the accelerator the logs come from")
 
-    sub.add_parser("demos", help="list the demos")
+    p = sub.add_parser("demos", help="list the demos (or print their build recipe)")
+    p.add_argument("--build-script", action="store_true", help="print the shell lines that build every demo (used by nix/demos.nix)")
+    p.add_argument("--cc", default="cc", help="with --build-script: the C compiler (default: cc)")
+    p.add_argument("--out", type=Path, default=Path("bin"), help="with --build-script: where the binaries go (default: bin)")
+    p.add_argument("--shaders", type=Path, default=Path("shaders"), help="with --build-script: where the SPIR-V headers go")
     return ap
 
 
@@ -410,7 +414,10 @@ def cmd_diagnose(args) -> int:
     return 0
 
 
-def cmd_demos(_args) -> int:
+def cmd_demos(args) -> int:
+    if args.build_script:
+        print("\n".join(["set -e", f"mkdir -p {args.out} {args.shaders}", *demos.build_script(args.cc, args.out, args.shaders)]))
+        return 0
     rows = [[d.name, d.timeout, d.description] for d in demos.catalogue().values()]
     print(tabulate(rows, headers=["demo", "timeout (s)", "what it does"], tablefmt="simple"))
     return 0

@@ -111,31 +111,40 @@ def source_digest() -> str:
     return h.hexdigest()[:16]
 
 
+def build_script(cc: str, out: Path, shaders_dir: Path, vulkan: str = "-lvulkan", src: Path | None = None) -> list[str]:
+    """Shell lines that compile every shader into ``shaders_dir`` and every demo into ``out`` with ``cc``.
+
+    The one recipe for the demos: the Debian profile runs it twice (host gcc,
+    aarch64 cross gcc) and the Nix derivation (nix/demos.nix) runs it through
+    ``venus-repro demos --build-script``, so the binaries cannot drift apart.
+    """
+    src = src or demos_dir()
+    demos = catalogue()
+    lines = []
+    for shader in sorted({s for demo in demos.values() for s in demo.shaders}):
+        name = Path(shader).name
+        var = name.replace(".", "_")
+        lines.append(f"glslangValidator -V --quiet --vn {var} -o {shaders_dir}/{name}.h {src}/{shader}")
+    # -ffp-contract=off: no fused multiply-add on one side only (aarch64 vs x86_64).
+    cflags = f"-O2 -std=c11 -D_POSIX_C_SOURCE=200809L -ffp-contract=off -Wall -Werror -I{src} -I{shaders_dir}"
+    for binary, sources in {d.binary: d.sources for d in demos.values()}.items():
+        files = " ".join(f"{src}/{s}" for s in (*sources, "vr.c"))
+        lines.append(f"{cc} {cflags} -o {out}/{binary} {files} {vulkan} -lm")
+    return lines
+
+
 def build(host_root: Path, guest_root: Path, guest_libdir: str, out: Path) -> None:
     """Build every demo into ``out/host`` and ``out/guest`` inside the host root."""
     src = demos_dir()
-    demos = catalogue()
     work = out / "shaders"
     for d in ("host", "guest", "shaders"):
         (out / d).mkdir(parents=True, exist_ok=True)
-    shaders = sorted({s for demo in demos.values() for s in demo.shaders})
-    script = ["set -e"]
-    for shader in shaders:
-        name = Path(shader).name
-        var = name.replace(".", "_")
-        script.append(f"glslangValidator -V --quiet --vn {var} -o {work}/{name}.h {src}/{shader}")
-    # -ffp-contract=off: no fused multiply-add on one side only (aarch64 vs x86_64).
-    cflags = f"-O2 -std=c11 -D_POSIX_C_SOURCE=200809L -ffp-contract=off -Wall -Werror -I{src} -I{work}"
-    binaries = {d.binary: d.sources for d in demos.values()}
-    for binary, sources in binaries.items():
-        files = " ".join(f"{src}/{s}" for s in (*sources, "vr.c"))
-        script.append(f"gcc {cflags} -o {out}/host/{binary} {files} -lvulkan -lm")
-        # The guest binary links against the guest's libvulkan.so.1 (there is no
-        # arm64 -dev package in the host root; the soname is all the linker needs).
-        script.append(
-            f"aarch64-linux-gnu-gcc {cflags} -o {out}/guest/{binary} {files} "
-            f"{guest_root}/{guest_libdir}/libvulkan.so.1 -lm"
-        )
+    script = ["set -e", *build_script("gcc", out / "host", work)]
+    # The guest binary links against the guest's libvulkan.so.1 (there is no
+    # arm64 -dev package in the host root; the soname is all the linker needs).
+    guest = build_script("aarch64-linux-gnu-gcc", out / "guest", work, f"{guest_root}/{guest_libdir}/libvulkan.so.1")
+    script += [line for line in guest if not line.startswith("glslangValidator")]
+    binaries = sorted({d.binary for d in catalogue().values()})
     proc = sandbox.run(
         host_root, ["/bin/sh", "-c", "\n".join(script)], binds=[src, out, guest_root], timeout=600
     )

@@ -82,9 +82,7 @@ def command(
             script.append(f"mkdir -p {r}{shlex.quote(str(Path(path).parent))} && touch {r}{q}")
         script.append(f"mount --bind {q} {r}{q}")
     envs = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", **(env or {})}
-    inner = ["/usr/bin/env", "-i", *(f"{k}={v}" for k, v in envs.items())]
-    if cwd is not None:
-        inner += ["-C", str(cwd)]
+    inner = ["/usr/bin/env", "-i", *(["-C", str(cwd)] if cwd is not None else []), *(f"{k}={v}" for k, v in envs.items())]
     inner += list(argv)
     tail = " ".join(shlex.quote(a) for a in inner)
     if stdout is not None:

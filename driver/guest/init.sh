@@ -25,6 +25,8 @@ export HOME=/root
 /bin/busybox mount -t tmpfs tmpfs /tmp
 /bin/busybox mount -t tmpfs tmpfs /run
 /bin/busybox --install -s 2>/dev/null
+# A guest whose userspace is not under /usr (the Nix guest) says where it is.
+[ -r /etc/venus-repro/env ] && . /etc/venus-repro/env
 
 mark() { echo "@@VENUS-REPRO $*"; }
 uptime_s() { cut -d' ' -f1 /proc/uptime; }

@@ -1,0 +1,102 @@
+# The flake's components for one host system. Each package has a callPackage
+# file of its own beside this one (or in ../kernels); this file only wires
+# them together and decides what is built for which platform.
+{
+  nixpkgs,
+  system,
+}:
+let
+  pkgs = import nixpkgs { inherit system; };
+  inherit (pkgs) lib;
+  host = pkgs.stdenv.hostPlatform;
+
+  # The guest is aarch64-linux on every host. Native on aarch64-linux;
+  # cross-built on x86_64-linux (no aarch64 builder needed); on aarch64-darwin
+  # a plain aarch64-linux package set, built by a Linux builder (nix-darwin's
+  # linux-builder or a remote one) and mostly found in the binary cache.
+  guestPkgs =
+    if host.isLinux && host.isAarch64 then
+      pkgs
+    else if host.isLinux then
+      pkgs.pkgsCross.aarch64-multiplatform
+    else
+      import nixpkgs { system = "aarch64-linux"; };
+
+  venus-repro = pkgs.callPackage ./driver.nix { };
+  moltenvk = if host.isDarwin then pkgs.moltenvk else null;
+  virglrenderer = pkgs.callPackage ./virglrenderer.nix { inherit moltenvk; };
+  qemu = pkgs.callPackage ./qemu.nix { inherit virglrenderer; };
+  kernel = guestPkgs.callPackage ../kernels/linux-16k.nix { };
+  guest-demos = guestPkgs.callPackage ./demos.nix { };
+  # Host builds of the same demos render the reference frames. They use the
+  # Linux DRM uapi (the zero-copy variants), so there are none on darwin.
+  host-demos = if host.isLinux then pkgs.callPackage ./demos.nix { } else null;
+  alpine-minirootfs = guestPkgs.callPackage ./guest/alpine-minirootfs.nix { };
+  guest-initramfs = guestPkgs.callPackage ./guest/initramfs.nix {
+    inherit alpine-minirootfs;
+    demos = guest-demos;
+  };
+  # The host's Vulkan driver: lavapipe on Linux (no GPU needed), MoltenVK on macOS.
+  vulkanIcd =
+    if host.isDarwin then
+      "${moltenvk}/share/vulkan/icd.d/MoltenVK_icd.json"
+    else
+      "${pkgs.mesa}/share/vulkan/icd.d/lvp_icd.${host.uname.processor}.json";
+  manifest = pkgs.callPackage ./manifest.nix {
+    inherit
+      qemu
+      virglrenderer
+      kernel
+      host-demos
+      vulkanIcd
+      ;
+    initramfs = guest-initramfs;
+  };
+in
+{
+  packages = {
+    inherit
+      venus-repro
+      virglrenderer
+      qemu
+      kernel
+      guest-demos
+      alpine-minirootfs
+      guest-initramfs
+      manifest
+      ;
+    default = venus-repro;
+  }
+  // lib.optionalAttrs host.isDarwin { inherit moltenvk; }
+  // lib.optionalAttrs host.isLinux { inherit host-demos; };
+
+  # `nix run .#<name>`: venus-repro <verb> with the nix profile and this
+  # system's manifest; extra arguments are passed through.
+  app = name: verb: {
+    type = "app";
+    program = lib.getExe (
+      pkgs.writeShellScriptBin "venus-repro-${name}" ''
+        exec ${lib.getExe venus-repro} ${verb} --profile nix --manifest ${manifest}/manifest.json "$@"
+      ''
+    );
+    meta.description = "venus-repro ${verb} with the flake's pinned components";
+  };
+
+  checks = {
+    # The driver's unit tests (parsers, decoders, diagnosis), in the build sandbox.
+    unit = venus-repro.tests.unit;
+  }
+  // lib.optionalAttrs host.isLinux {
+    # The end-to-end scenario: boot the 16K guest under TCG with an SDL
+    # offscreen GL display and assert the demos' verdict.
+    vm = pkgs.callPackage ./vm-check.nix { inherit venus-repro manifest; };
+  };
+
+  devShell = pkgs.mkShell {
+    inputsFrom = [ venus-repro ];
+    packages = [
+      qemu
+      pkgs.ruff
+    ];
+  };
+}

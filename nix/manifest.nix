@@ -1,0 +1,44 @@
+# manifest.json: the component paths for the driver's `nix` profile
+# (`venus-repro … --profile nix --manifest …`), so the Debian and the Nix
+# setups run the same scenarios through the same driver.
+{
+  lib,
+  stdenv,
+  writeTextDir,
+  qemu,
+  virglrenderer,
+  kernel,
+  initramfs,
+  host-demos,
+  vulkanIcd,
+}:
+let
+  isDarwin = stdenv.hostPlatform.isDarwin;
+in
+writeTextDir "manifest.json" (
+  builtins.toJSON {
+    format = 1;
+    system = stdenv.hostPlatform.system;
+    qemu = "${qemu}/bin/qemu-system-aarch64";
+    render_server = "${virglrenderer}/libexec/virgl_render_server";
+    vulkan_icd = vulkanIcd;
+    # An aarch64 kernel on every host: its target is always the arm64 Image.
+    kernel = "${kernel}/Image";
+    initramfs = "${initramfs}/initrd.cpio";
+    # The guest must use the host's page size on HVF; 16K everywhere keeps
+    # Linux runs honest about the kernel macOS users boot.
+    page_size = 16384;
+    # HVF on Apple Silicon; TCG on Linux (KVM only where the host is aarch64
+    # and /dev/kvm works: the driver decides at run time).
+    accel = if isDarwin then "hvf" else "tcg";
+    # SDL with gl=on on both (offscreen on Linux via SDL_VIDEODRIVER).
+    display = "sdl,gl=on";
+    host_demos = if host-demos == null then null else "${host-demos}/bin";
+    versions = {
+      qemu = qemu.version;
+      virglrenderer = virglrenderer.version;
+      kernel = kernel.version;
+      fd_fallback_patch = virglrenderer.fdFallbackPatch != null;
+    };
+  }
+)
