@@ -25,7 +25,8 @@ let
         let
           drv = derivation {
             inherit name;
-            system = hostSystem;
+            # Like nixpkgs: a cross-built package is built on the build platform.
+            system = if buildPkgs == null then hostSystem else buildPkgs.stdenv.hostPlatform.system;
             builder = "/bin/sh";
             args = [ "-c" "echo stub > $out" ];
           };
