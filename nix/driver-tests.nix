@@ -1,4 +1,4 @@
-# The driver's unit tests (everything not marked `vm`): parsers, decoders,
+# The driver's unit tests (everything not marked `vm` or `nix`): parsers, decoders,
 # diagnosis over recorded logs, CLI errors. No network, no root, no QEMU.
 {
   lib,
@@ -33,6 +33,6 @@ runCommand "venus-repro-unit-tests"
   ''
     cp -r ${source} src && chmod -R u+w src && cd src
     export VENUS_REPRO_CACHE=$TMPDIR/cache HOME=$TMPDIR
-    python -m pytest -q -p no:cacheprovider -m "not vm" tests
+    python -m pytest -q -p no:cacheprovider -m "not vm and not nix" tests
     touch $out
   ''
