@@ -416,7 +416,8 @@ def cmd_diagnose(args) -> int:
 
 def cmd_demos(args) -> int:
     if args.build_script:
-        print("\n".join(["set -e", f"mkdir -p {args.out} {args.shaders}", *demos.build_script(args.cc, args.out, args.shaders)]))
+        script = [f"mkdir -p {args.out} {args.shaders}", *demos.shader_script(args.shaders), *demos.compile_script(args.cc, args.out, args.shaders)]
+        print("\n".join(["set -e", *script]))
         return 0
     rows = [[d.name, d.timeout, d.description] for d in demos.catalogue().values()]
     print(tabulate(rows, headers=["demo", "timeout (s)", "what it does"], tablefmt="simple"))

@@ -111,23 +111,30 @@ def source_digest() -> str:
     return h.hexdigest()[:16]
 
 
-def build_script(cc: str, out: Path, shaders_dir: Path, vulkan: str = "-lvulkan", src: Path | None = None) -> list[str]:
-    """Shell lines that compile every shader into ``shaders_dir`` and every demo into ``out`` with ``cc``.
-
-    The one recipe for the demos: the Debian profile runs it twice (host gcc,
-    aarch64 cross gcc) and the Nix derivation (nix/demos.nix) runs it through
-    ``venus-repro demos --build-script``, so the binaries cannot drift apart.
-    """
+def shader_script(shaders_dir: Path, src: Path | None = None) -> list[str]:
+    """Shell lines that compile every demo shader to a SPIR-V header in ``shaders_dir``."""
     src = src or demos_dir()
-    demos = catalogue()
     lines = []
-    for shader in sorted({s for demo in demos.values() for s in demo.shaders}):
+    for shader in sorted({s for demo in catalogue().values() for s in demo.shaders}):
         name = Path(shader).name
         var = name.replace(".", "_")
         lines.append(f"glslangValidator -V --quiet --vn {var} -o {shaders_dir}/{name}.h {src}/{shader}")
+    return lines
+
+
+def compile_script(cc: str, out: Path, shaders_dir: Path, vulkan: str = "-lvulkan", src: Path | None = None) -> list[str]:
+    """Shell lines that compile every demo into ``out`` with ``cc`` (shaders already in ``shaders_dir``).
+
+    With shader_script, the one recipe for the demos: the Debian profile runs
+    it for the host gcc and the aarch64 cross gcc, and the Nix derivation
+    (nix/demos.nix) through ``venus-repro demos --build-script``, so the
+    binaries cannot drift apart.
+    """
+    src = src or demos_dir()
     # -ffp-contract=off: no fused multiply-add on one side only (aarch64 vs x86_64).
     cflags = f"-O2 -std=c11 -D_POSIX_C_SOURCE=200809L -ffp-contract=off -Wall -Werror -I{src} -I{shaders_dir}"
-    for binary, sources in {d.binary: d.sources for d in demos.values()}.items():
+    lines = []
+    for binary, sources in {d.binary: d.sources for d in catalogue().values()}.items():
         files = " ".join(f"{src}/{s}" for s in (*sources, "vr.c"))
         lines.append(f"{cc} {cflags} -o {out}/{binary} {files} {vulkan} -lm")
     return lines
@@ -139,11 +146,14 @@ def build(host_root: Path, guest_root: Path, guest_libdir: str, out: Path) -> No
     work = out / "shaders"
     for d in ("host", "guest", "shaders"):
         (out / d).mkdir(parents=True, exist_ok=True)
-    script = ["set -e", *build_script("gcc", out / "host", work)]
-    # The guest binary links against the guest's libvulkan.so.1 (there is no
-    # arm64 -dev package in the host root; the soname is all the linker needs).
-    guest = build_script("aarch64-linux-gnu-gcc", out / "guest", work, f"{guest_root}/{guest_libdir}/libvulkan.so.1")
-    script += [line for line in guest if not line.startswith("glslangValidator")]
+    script = [
+        "set -e",
+        *shader_script(work),
+        *compile_script("gcc", out / "host", work),
+        # The guest binary links against the guest's libvulkan.so.1 (there is no
+        # arm64 -dev package in the host root; the soname is all the linker needs).
+        *compile_script("aarch64-linux-gnu-gcc", out / "guest", work, f"{guest_root}/{guest_libdir}/libvulkan.so.1"),
+    ]
     binaries = sorted({d.binary for d in catalogue().values()})
     proc = sandbox.run(
         host_root, ["/bin/sh", "-c", "\n".join(script)], binds=[src, out, guest_root], timeout=600

@@ -48,14 +48,16 @@ class Nix:
             "NIX_CONFIG": "\n".join(f"{k} = {v}" for k, v in settings.items()),
         }
 
-    def run(self, *args: str, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    def _run(self, program: str, args: tuple[str, ...], cwd: Path | None, timeout: float) -> subprocess.CompletedProcess:
         (self.state / "home").mkdir(exist_ok=True)
         binds = (self.state, *self.binds, *([cwd] if cwd else []))
-        return sandbox.run(self.root, ["nix", *args], binds=binds, env=self.env, cwd=cwd, timeout=timeout)
+        return sandbox.run(self.root, [program, *args], binds=binds, env=self.env, cwd=cwd, timeout=timeout)
+
+    def run(self, *args: str, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+        return self._run("nix", args, cwd, timeout)
 
     def instantiate(self, *args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-        binds = (self.state, *self.binds, *([cwd] if cwd else []))
-        return sandbox.run(self.root, ["nix-instantiate", *args], binds=binds, env=self.env, cwd=cwd, timeout=timeout)
+        return self._run("nix-instantiate", args, cwd, timeout)
 
     def succeed(self, *args: str, cwd: Path | None = None, timeout: float = 900) -> str:
         """stdout of ``nix args``; a NixError carrying Nix's own message if it failed."""

@@ -126,6 +126,7 @@ def load(name_or_path: str) -> Profile:
     qemu = _require(doc, "qemu", dict, where)
     kernels = _require(doc, "kernels", dict, where)
     default_kernel = _require(doc, "default_kernel", str, where)
+    tools = _require(doc, "tools", dict, where) if "tools" in doc else {}
     if default_kernel not in kernels:
         raise UsageError(f"{where}: default_kernel '{default_kernel}' is not in kernels")
     return Profile(
@@ -148,19 +149,8 @@ def load(name_or_path: str) -> Profile:
             memory=str(qemu.get("memory", "2G")),
             hostmem=str(qemu.get("hostmem", "1G")),
         ),
-        tools={
-            str(name): tuple(_require(tools, str(name), list, f"{where}: tools"))
-            for tools in [_optional_mapping(doc, "tools", where)]
-            for name in tools
-        },
+        tools={str(name): tuple(_require(tools, name, list, f"{where}: tools")) for name in tools},
     )
-
-
-def _optional_mapping(doc: dict, key: str, where: str) -> dict:
-    value = doc.get(key, {})
-    if not isinstance(value, dict):
-        raise UsageError(f"{where}: field '{key}' must be a mapping")
-    return value
 
 
 def cache_dir() -> Path:

@@ -2,7 +2,6 @@
 # (`venus-repro … --profile nix --manifest …`), so the Debian and the Nix
 # setups run the same scenarios through the same driver.
 {
-  lib,
   stdenv,
   writeTextDir,
   qemu,

@@ -82,8 +82,8 @@ class Provisioner:
 
     # --- products -----------------------------------------------------------------------
 
-    def host_root(self, arch: str) -> Path:
-        set_name = f"host-{arch}"
+    def _chroot_root(self, set_name: str, what: str) -> Path:
+        """A root unpacked from one pinned set, ready to chroot into (ldconfig run)."""
         pins = self.lock.pins(set_name)
         final = self.cache / "roots" / f"{set_name}-{set_digest(pins)}"
         if final.exists():
@@ -95,27 +95,17 @@ class Provisioner:
                 (tmp / d).mkdir(exist_ok=True)
             subprocess.run(["chroot", str(tmp), "/usr/sbin/ldconfig"], check=True)
 
-        with log.nested(f"building the host root ({len(pins)} packages)"):
+        with log.nested(f"building the {what} root ({len(pins)} packages)"):
             return sysroot.build_once(final, build)
+
+    def host_root(self, arch: str) -> Path:
+        return self._chroot_root(f"host-{arch}", "host")
 
     def tool_root(self, tool: str, arch: str | None = None) -> Path:
         """A root holding one of the profile's pinned host tools (e.g. nix), to chroot into."""
         if tool not in self.profile.tools:
             raise ProvisionError(f"profile {self.profile.name} pins no tool '{tool}' (tools: {', '.join(self.profile.tools) or 'none'})")
-        set_name = f"tool-{tool}-{arch or host_debian_arch()}"
-        pins = self.lock.pins(set_name)
-        final = self.cache / "roots" / f"{set_name}-{set_digest(pins)}"
-        if final.exists():
-            return final
-
-        def build(tmp: Path) -> None:
-            sysroot.unpack_all(self._fetch(set_name), self.store, tmp, set_name)
-            for d in ("proc", "sys", "dev", "tmp", "root"):
-                (tmp / d).mkdir(exist_ok=True)
-            subprocess.run(["chroot", str(tmp), "/usr/sbin/ldconfig"], check=True)
-
-        with log.nested(f"building the {tool} root ({len(pins)} packages)"):
-            return sysroot.build_once(final, build)
+        return self._chroot_root(f"tool-{tool}-{arch or host_debian_arch()}", tool)
 
     def guest_root(self, extra: list[Pin] = ()) -> Path:
         """The guest userland: the profile's guest set, plus a scenario's extra packages."""

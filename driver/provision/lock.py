@@ -20,6 +20,16 @@ from .apt import AptRepo, Pin
 FORMAT = 1
 
 
+def _read_lock(path: Path, missing: str, hint: str) -> dict:
+    """A lock file's JSON; a missing or malformed file is one PinError ending in ``hint``."""
+    if not path.exists():
+        raise PinError(f"{missing}; {hint}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise PinError(f"{path} is not valid JSON ({exc}); {hint}") from None
+
+
 def _refresh_hint(profile: Profile) -> str:
     return f"run `venus-repro lock --refresh --profile {profile.name}` and commit the lock"
 
@@ -32,12 +42,7 @@ class Lock:
     @classmethod
     def load(cls, profile: Profile) -> "Lock":
         path = profile.lock_path
-        if not path.exists():
-            raise PinError(f"no lock file at {path}; {_refresh_hint(profile)}")
-        try:
-            doc = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise PinError(f"{path} is not valid JSON ({exc}); {_refresh_hint(profile)}") from None
+        doc = _read_lock(path, f"no lock file at {path}", _refresh_hint(profile))
         if doc.get("format") != FORMAT:
             raise PinError(f"{path} has lock format {doc.get('format')}, expected {FORMAT}; {_refresh_hint(profile)}")
         lock = cls(path, doc)
@@ -187,12 +192,8 @@ def extra_guest_pins(profile: Profile, base: Lock, packages: tuple[str, ...], sc
     if scenario_path is None:
         raise PinError("a scenario that adds guest packages must be a file (its lock lives beside it)")
     path = scenario_lock_path(scenario_path)
-    if not path.exists():
-        raise PinError(f"scenario {scenario_path} adds guest packages but has no lock {path.name}; {_scenario_hint(scenario_path)}")
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise PinError(f"{path} is not valid JSON ({exc}); {_scenario_hint(scenario_path)}") from None
+    missing = f"scenario {scenario_path} adds guest packages but has no lock {path.name}"
+    doc = _read_lock(path, missing, _scenario_hint(scenario_path))
     if doc.get("requested") != list(packages) or doc.get("arch") != profile.guest_arch:
         raise PinError(f"{path} pins other guest packages than the scenario asks for; {_scenario_hint(scenario_path)}")
     if doc.get("base_lock_sha256") != base.digest():

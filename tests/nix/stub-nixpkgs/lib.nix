@@ -4,12 +4,10 @@ rec {
   optionalAttrs = cond: attrs: if cond then attrs else { };
   optional = cond: x: if cond then [ x ] else [ ];
   optionals = cond: xs: if cond then xs else [ ];
-  optionalString = cond: s: if cond then s else "";
   assertMsg = pred: msg: pred || builtins.throw msg;
   getExe = drv: "${drv}/bin/${drv.meta.mainProgram}";
   importTOML = path: builtins.fromTOML (builtins.readFile path);
   mesonOption = name: value: "-D${name}=${value}";
-  mesonBool = name: value: "-D${name}=${if value then "true" else "false"}";
   mkForce = content: { _type = "override"; priority = 50; inherit content; };
   # Records the file set; the flake's own source is already a store path.
   fileset = {
