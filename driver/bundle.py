@@ -55,6 +55,8 @@ def effective_scenario(opts) -> str:
     machine = {k: v for k, v in (("display", opts.display), ("gpu_options", opts.gpu_options)) if v}
     if opts.host_env:
         machine["host_env"] = dict(opts.host_env)
+    if not opts.ring_wake:
+        machine["ring_wake"] = False
     if machine:
         doc["machine"] = machine
     if opts.components:

@@ -48,6 +48,11 @@ def _add_machine(p: argparse.ArgumentParser) -> None:
         "--host-env", action="append", default=[], metavar="KEY=VALUE",
         help="set an environment variable for QEMU (e.g. RENDER_SERVER_EXEC_PATH, VKR_DEBUG); repeatable",
     )  # fmt: skip
+    p.add_argument(
+        "--no-ring-wake", dest="ring_wake", action="store_false", default=None,
+        help="do not preload the vkr_ring_wake shim into the render server under TCG "
+        "(to reproduce the Venus ring stall; see finding venus-ring-stall)",
+    )  # fmt: skip
 
 
 def _components(args) -> dict[str, Path]:
@@ -201,6 +206,7 @@ def run_options(args):
         display=args.display,
         gpu_options=args.gpu_options,
         no_preflight=args.no_preflight or None,
+        ring_wake=getattr(args, "ring_wake", None),
     )
     if args.kernel is not None or args.kernel_flavour is not None:
         opts = dataclasses.replace(opts, kernel_image=args.kernel, kernel_flavour=args.kernel_flavour)
@@ -310,7 +316,8 @@ def cmd_doctor(args) -> int:
     c = Provisioner(prof).provision(args.kernel_flavour, args.kernel)
     with tempfile.TemporaryDirectory(prefix="venus-repro-doctor-") as tmp:
         machine = Machine(
-            c, Path(tmp), display=args.display, gpu_options=args.gpu_options, env=env, overrides=_components(args)
+            c, Path(tmp), display=args.display, gpu_options=args.gpu_options, env=env, overrides=_components(args),
+            ring_wake=args.ring_wake is not False,
         )
         checks = doctor.preflight(c, machine)
         stderr_lines = [ch.line() for ch in checks]
@@ -357,6 +364,7 @@ def cmd_provision(args) -> int:
         "kernel": c.kernel.as_dict() | {"flavour": c.kernel_flavour, "release": c.kernel_release},
         "initramfs": str(c.initramfs),
         "demos": str(c.demo_bin.parent),
+        "ring_wake": str(c.ring_wake) if c.ring_wake else None,
         "versions": c.versions,
         "lock_sha256": c.lock_digest,
     }

@@ -125,6 +125,8 @@ def fingerprint(c: Components, machine: Machine, cache_dir: Path, scenario=None,
             "initramfs": {"sha256": cache.sha256(c.initramfs)},
             "guest_mesa": {"version": guest_mesa or c.versions["guest_mesa"]},
             "demos": {"host": _dir_digest(cache, demo_root / "host"), "guest": _dir_digest(cache, demo_root / "guest")},
+            # The render server's preloaded shim changes its behaviour, so it is part of the identity.
+            "ring_wake": {"sha256": cache.sha256(machine.ring_wake) if machine.ring_wake else "off"},
         },
         "machine": {
             "qemu_machine": c.profile.qemu.machine,

@@ -49,6 +49,7 @@ class Machine:
         extra_args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
         overrides: dict[str, Path] | None = None,
+        ring_wake: bool = True,
     ):
         self.c = components
         self.run_dir = run_dir
@@ -63,6 +64,8 @@ class Machine:
         # Component overrides (host paths, bound into the root at the same path):
         # qemu (binary), virglrenderer (libvirglrenderer.so.1), render_server, vulkan_icd.
         self.overrides = dict(overrides or {})
+        # Preload the vkr_ring_wake shim into the render server (TCG only; see driver/shims.py).
+        self.ring_wake = self.c.ring_wake if ring_wake and self.accel == "tcg" else None
         self.process: pexpect.spawn | None = None
         self.started_at: float | None = None
         self.exit_status: int | None = None
@@ -82,7 +85,7 @@ class Machine:
             self.qemu_binary,
             "-M", q.machine,
             "-cpu", q.cpu,
-            "-accel", "tcg",
+            "-accel", self.accel,
             "-smp", str(q.smp),
             "-m", q.memory,
             "-kernel", str(self.c.kernel.path),
@@ -146,12 +149,20 @@ class Machine:
 
     def _render_server_wrapper(self) -> None:
         wrapper = self.run_dir / "render-server"
+        preload = ""
+        if self.ring_wake is not None:
+            preload = f"# Under TCG, bound the Venus ring's idle wait (driver/shims.py).\nexport LD_PRELOAD={shlex.quote(str(self.ring_wake))}\n"
         wrapper.write_text(
             "#!/bin/sh\n"
             "# QEMU starts virgl_render_server through this, to keep its log apart.\n"
+            f"{preload}"
             f"exec {shlex.quote(self.render_server)} \"$@\" 2>>{shlex.quote(str(self.run_dir / 'render-server.log'))}\n"
         )
         wrapper.chmod(0o755)
+
+    @property
+    def accel(self) -> str:
+        return "tcg"
 
     @property
     def qemu_binary(self) -> str:
@@ -167,6 +178,8 @@ class Machine:
 
     def command(self) -> list[str]:
         binds = [self.run_dir, self.c.kernel.path.parent, self.c.initramfs.parent, *self.override_binds()]
+        if self.ring_wake is not None:
+            binds.append(self.ring_wake.parent)
         return sandbox.command(
             self.c.host_root,
             self.qemu_argv(),

@@ -42,6 +42,8 @@ class RunOptions:
     display: str | None = None
     gpu_options: str | None = None
     host_env: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Preload the vkr_ring_wake shim into the render server under TCG (driver/shims.py).
+    ring_wake: bool = True
     # Boot even when preflight fails (to reproduce a failure for a bug report).
     no_preflight: bool = False
     # From a scenario (see scenario.py): guest programs run after the demos,
@@ -65,6 +67,7 @@ class RunOptions:
             display=sc.display,
             gpu_options=sc.gpu_options,
             host_env=dict(sc.host_env),
+            ring_wake=sc.ring_wake,
             programs=list(sc.programs),
             min_fps={step.demo.name: step.min_fps for step in sc.demos if step.min_fps is not None},
             files=list(sc.files),
@@ -257,7 +260,9 @@ def _execute(opts: RunOptions, run_dir: Path, result: dict, timings: dict) -> No
         gpu_options=opts.gpu_options,
         env=opts.host_env,
         overrides=opts.components,
+        ring_wake=opts.ring_wake,
     )
+    result["ring_wake"] = machine.ring_wake is not None
     fp = fingerprint.fingerprint(c, machine, cache_dir(), opts.scenario)
     _write_fingerprint(run_dir, fp, result)
     with log.nested("preflight"):

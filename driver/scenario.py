@@ -4,7 +4,7 @@
     profile: debian-trixie
     kernel: {flavour: 16k}            # or {image: path/to/Image}
     page_size: 16384                  # optional: overrides the profile's requirement
-    machine: {display: …, gpu_options: …, host_env: {KEY: value}}
+    machine: {display: …, gpu_options: …, host_env: {KEY: value}, ring_wake: true|false}
     components:                       # your own builds instead of the profile's (host paths)
       qemu: build/qemu-system-aarch64
       virglrenderer: build/libvirglrenderer.so.1
@@ -76,6 +76,7 @@ class Scenario:
     display: str | None
     gpu_options: str | None
     host_env: dict[str, str]
+    ring_wake: bool
     components: dict[str, Path]
     files: tuple[tuple[Path, str], ...]
     guest_packages: tuple[str, ...]
@@ -262,11 +263,13 @@ def parse(text: str, path: Path | None) -> Scenario:
 
     display = gpu = None
     host_env: dict[str, str] = {}
+    ring_wake = True
     if "machine" in m:
-        mm = _check_keys(w, m["machine"][1], "machine", {"display", "gpu_options", "host_env"})
+        mm = _check_keys(w, m["machine"][1], "machine", {"display", "gpu_options", "host_env", "ring_wake"})
         display = _scalar(w, mm["display"][1], "machine.display", str) if "display" in mm else None
         gpu = _scalar(w, mm["gpu_options"][1], "machine.gpu_options", str) if "gpu_options" in mm else None
         host_env = _str_map(w, mm["host_env"][1], "machine.host_env") if "host_env" in mm else {}
+        ring_wake = _scalar(w, mm["ring_wake"][1], "machine.ring_wake", bool) if "ring_wake" in mm else True
 
     components: dict[str, Path] = {}
     if "components" in m:
@@ -335,6 +338,6 @@ def parse(text: str, path: Path | None) -> Scenario:
         raise w.error(m["page_size"][1], "page_size", "must be 4096, 16384 or 65536")
     return Scenario(
         name=name, path=path, text=text, profile=profile, kernel_flavour=flavour, kernel_image=image,
-        page_size=page, display=display, gpu_options=gpu, host_env=host_env, components=components, files=tuple(files), guest_packages=tuple(packages),
+        page_size=page, display=display, gpu_options=gpu, host_env=host_env, ring_wake=ring_wake, components=components, files=tuple(files), guest_packages=tuple(packages),
         demos=tuple(demo_steps), programs=tuple(program_steps), expect_findings=tuple(findings),
     )  # fmt: skip

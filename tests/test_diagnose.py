@@ -35,9 +35,14 @@ def ids(*files: str, **ctx) -> list[str]:
         (["virglrenderer-too-old.log"], ["virglrenderer-too-old"]),
         (["venus-capset-missing.log"], ["venus-capset-missing"]),
         (["host-vulkan-missing.log"], ["host-vulkan-missing"]),
-        (["fence-wait-hang.log"], ["fence-wait-hang"]),
         (["venus-ring-fatal.log"], ["venus-ring-fatal"]),
+        # A lost ring wakeup under TCG, seen as a ring seqno wait or (with fence feedback,
+        # captured from a real run) as a fence wait ...
         (["venus-ring-stall.log"], ["venus-ring-stall"]),
+        (["venus-ring-stall-fence.log"], ["venus-ring-stall"]),
+        # ... but with the vkr_ring_wake shim loaded (its line in render-server.log), the
+        # same guest lines mean the host stopped working.
+        (["fence-wait-hang.guest.log", "fence-wait-hang.render-server.log"], ["fence-wait-hang"]),
         (["hvf-unsupported.log"], ["hvf-unsupported"]),
         (["moltenvk-no-compiler-service.log"], ["moltenvk-no-compiler-service"]),
         (["import-failed.log"], ["import-failed"]),

@@ -23,7 +23,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .. import demos, log, sandbox
+from .. import demos, log, sandbox, shims
 from ..errors import ProvisionError
 from ..profile import Profile, cache_dir, host_debian_arch
 from . import initramfs, kernel, sysroot
@@ -52,6 +52,7 @@ class Components:
     initramfs: Path
     demo_bin: Path  # host builds of the demos (inside host_root's view: same path)
     versions: dict[str, str]
+    ring_wake: Path | None = None  # the vkr_ring_wake shim for the render server (see driver/shims.py)
 
     @property
     def lavapipe_icd(self) -> str:
@@ -170,6 +171,15 @@ class Provisioner:
             # build straight into a temporary directory that is renamed at the end.
             return sysroot.build_once(final, lambda tmp: demos.build(host_root, guest_root, libdir, tmp))
 
+    def ring_wake(self, host_root: Path) -> Path:
+        """The vkr_ring_wake shim, built once per host root and shim source."""
+        key = hashlib.sha256(f"{host_root.name} {shims.source_digest()}".encode()).hexdigest()[:16]
+        final = self.cache / "shims" / f"ring-wake-{key}"
+        if not final.exists():
+            with log.nested("building the vkr_ring_wake shim"):
+                sysroot.build_once(final, lambda tmp: shims.build(host_root, tmp))
+        return final / f"{shims.RING_WAKE}.so"
+
     def initramfs(self, guest_root: Path, kernel_dir: Path | None, demo_dir: Path) -> Path:
         init = INIT_SCRIPT.read_bytes()
         key = hashlib.sha256(
@@ -240,6 +250,7 @@ class Provisioner:
                 kdir, release, flavour = None, None, "custom"
             demo_dir = self.demo_build(host_root, guest_root)
             initrd = self.initramfs(guest_root, kdir, demo_dir)
+            ring_wake = self.ring_wake(host_root)
         return Components(
             profile=profile,
             lock_digest=self.lock.digest(),
@@ -251,4 +262,5 @@ class Provisioner:
             initramfs=initrd,
             demo_bin=demo_dir / "host",
             versions=self.versions(arch),
+            ring_wake=ring_wake,
         )
