@@ -22,7 +22,30 @@ from .errors import VenusReproError
 
 
 def _add_profile(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="debian-trixie", help="profile name or YAML path (default: debian-trixie)")
+    p.add_argument("--profile", default="debian-trixie", help="profile name or YAML path (default: debian-trixie), or nix")
+    _add_manifest(p)
+
+
+def _add_manifest(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--manifest", type=Path, metavar="FILE",
+        help="with --profile nix: the flake's manifest.json (nix build .#manifest)",
+    )  # fmt: skip
+
+
+def _provision(prof, kernel_flavour: str | None, kernel_image: Path | None):
+    """The components: provisioned from the lock (Debian), or read from the nix manifest."""
+    from .provision import Provisioner, manifest
+
+    if prof.manifest is not None:
+        prof.kernel_flavour(kernel_flavour)
+        return manifest.components(prof, kernel_image)
+    return Provisioner(prof).provision(kernel_flavour, kernel_image)
+
+
+def _no_manifest(prof, what: str) -> None:
+    if prof.manifest is not None:
+        raise VenusReproError(f"{what} works on the Debian profile only (the nix profile's pins are flake.lock)")
 
 
 def _add_kernel(p: argparse.ArgumentParser) -> None:
@@ -89,7 +112,8 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="provision, boot, run a scenario's demos and programs, print the verdict")
     p.add_argument("scenario", nargs="?", metavar="SCENARIO|FILE", help="built-in scenario name or YAML file (default: venus-demos)")
-    p.add_argument("--profile", help="profile name or YAML path (default: the scenario's)")
+    p.add_argument("--profile", help="profile name or YAML path (default: the scenario's), or nix")
+    _add_manifest(p)
     _add_kernel(p)
     p.add_argument("--demo", action="append", metavar="NAME", help="run only this demo (repeatable)")
     p.add_argument("--frames", type=int, help="frames per demo (overrides demos.yaml)")
@@ -186,7 +210,7 @@ def run_options(args):
     from .run import RunOptions
 
     sc = scenario.load(args.scenario or "venus-demos")
-    prof = profile.load(args.profile or sc.profile)
+    prof = profile.load(args.profile or sc.profile, args.manifest)
     if args.kernel is not None and args.kernel_flavour is not None:
         raise VenusReproError("--kernel and --kernel-flavour exclude each other")
     if args.kernel is not None:
@@ -230,7 +254,8 @@ def cmd_bench(args) -> int:
     from . import bench
     from .run import new_run_dir
 
-    prof = profile.load(args.profile)
+    prof = profile.load(args.profile, args.manifest)
+    _no_manifest(prof, "bench")
     if args.repeat <= 0:
         raise VenusReproError("--repeat must be a positive number")
     if args.frames is not None and args.frames <= 0:
@@ -250,11 +275,10 @@ def cmd_bench(args) -> int:
 def cmd_fingerprint(args) -> int:
     from . import fingerprint
     from .machine import Machine
-    from .provision import Provisioner
 
-    prof = profile.load(args.profile)
+    prof = profile.load(args.profile, args.manifest)
     prof.kernel_flavour(args.kernel_flavour)
-    c = Provisioner(prof).provision(args.kernel_flavour, args.kernel)
+    c = _provision(prof, args.kernel_flavour, args.kernel)
     with tempfile.TemporaryDirectory(prefix="venus-repro-fp-") as tmp:
         fp = fingerprint.fingerprint(c, Machine(c, Path(tmp)), profile.cache_dir())
     if args.json:
@@ -279,6 +303,11 @@ def cmd_bundle(args) -> int:
     from .compare import load_run
 
     _, result = load_run(args.run_dir)
+    if result.get("profile") == profile.NIX:
+        raise VenusReproError(
+            "bundle packs the Debian profile's lock; a nix-profile run is reproduced from the same "
+            "flake.lock (`nix run .#alpine-venus`); its fingerprint.json names every store path"
+        )
     out = bundle.bundle(args.run_dir, args.output, profile.load(result.get("profile") or "debian-trixie"))
     print(f"{out} ({out.stat().st_size / 1024:.0f} KiB)")
     return 0
@@ -304,22 +333,21 @@ def cmd_replay(args) -> int:
 def cmd_doctor(args) -> int:
     from . import doctor
     from .machine import Machine
-    from .provision import Provisioner
 
-    prof = profile.load(args.profile)
+    prof = profile.load(args.profile, args.manifest)
     prof.kernel_flavour(args.kernel_flavour)
     if args.kernel is not None:
         from .provision.kernel import read_image
 
         read_image(args.kernel)
     env = _host_env(args.host_env)
-    c = Provisioner(prof).provision(args.kernel_flavour, args.kernel)
+    c = _provision(prof, args.kernel_flavour, args.kernel)
     with tempfile.TemporaryDirectory(prefix="venus-repro-doctor-") as tmp:
         machine = Machine(
             c, Path(tmp), display=args.display, gpu_options=args.gpu_options, env=env, overrides=_components(args),
             ring_wake=args.ring_wake is not False,
         )
-        checks = doctor.preflight(c, machine)
+        checks = doctor.preflight(c, machine, c.accel)
         stderr_lines = [ch.line() for ch in checks]
     failed = [ch for ch in checks if ch.status == doctor.FAIL]
     if args.json:
@@ -341,11 +369,10 @@ def cmd_doctor(args) -> int:
 
 def cmd_boot(args) -> int:
     from .machine import Machine
-    from .provision import Provisioner
     from .run import new_run_dir
 
-    prof = profile.load(args.profile)
-    c = Provisioner(prof).provision(args.kernel_flavour, args.kernel)
+    prof = profile.load(args.profile, args.manifest)
+    c = _provision(prof, args.kernel_flavour, args.kernel)
     run_dir = new_run_dir(args.run_dir, prof)
     log.info(f"booting {c.kernel_flavour} kernel ({c.kernel_release or c.kernel.path}); run directory {run_dir}")
     log.info("serial console attached: 'exit' in the guest powers off; Ctrl-A x quits QEMU")
@@ -354,16 +381,14 @@ def cmd_boot(args) -> int:
 
 
 def cmd_provision(args) -> int:
-    from .provision import Provisioner
-
-    prof = profile.load(args.profile)
-    c = Provisioner(prof).provision(args.kernel_flavour)
+    prof = profile.load(args.profile, args.manifest)
+    c = _provision(prof, args.kernel_flavour, None)
     info = {
         "profile": prof.name,
         "host_root": str(c.host_root),
         "kernel": c.kernel.as_dict() | {"flavour": c.kernel_flavour, "release": c.kernel_release},
         "initramfs": str(c.initramfs),
-        "demos": str(c.demo_bin.parent),
+        "demos": str(c.demo_bin.parent) if c.demo_bin else None,
         "ring_wake": str(c.ring_wake) if c.ring_wake else None,
         "versions": c.versions,
         "lock_sha256": c.lock_digest,
@@ -384,7 +409,8 @@ def cmd_lock(args) -> int:
         from . import scenario
 
         sc = scenario.load(str(args.scenario))
-        prof = profile.load(args.profile if args.profile != "debian-trixie" else sc.profile)
+        prof = profile.load(args.profile if args.profile != "debian-trixie" else sc.profile, args.manifest)
+        _no_manifest(prof, "lock")
         base = lock.Lock.load(prof)
         if not sc.guest_packages:
             raise VenusReproError(f"{args.scenario} adds no guest_packages: nothing to pin")
@@ -396,7 +422,8 @@ def cmd_lock(args) -> int:
         print(tabulate(changes, headers=["set", "package", "was", "now"], tablefmt="simple") if changes else "no changes")
         print(f"{lock.scenario_lock_path(sc.path)}: review and keep it beside the scenario")
         return 0
-    prof = profile.load(args.profile)
+    prof = profile.load(args.profile, args.manifest)
+    _no_manifest(prof, "lock")
     if not args.refresh:
         lk = lock.Lock.load(prof)
         n = sum(len(lk.pins(s)) for s in prof.package_sets())

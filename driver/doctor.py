@@ -124,9 +124,10 @@ def qemu_checks(c: Components, machine: Machine, accel: str) -> list[Check]:
 def renderer_checks(c: Components, machine: Machine) -> list[Check]:
     checks = []
     binds = machine.override_binds()
-    libs = [machine.overrides["virglrenderer"]] if "virglrenderer" in machine.overrides else sorted(
-        (c.host_root / "usr/lib").glob("*/libvirglrenderer.so.1")
-    )
+    if "virglrenderer" in machine.overrides:
+        libs = [machine.overrides["virglrenderer"]]
+    else:
+        libs = [c.inside(c.virglrenderer)] if c.virglrenderer else []
     has_venus = bool(libs) and libs[0].exists() and b"VKR_DEBUG" in libs[0].read_bytes()
     checks.append(
         Check(
@@ -137,7 +138,7 @@ def renderer_checks(c: Components, machine: Machine) -> list[Check]:
         )
     )
     server = machine.render_server
-    inside = Path(server) if "render_server" in machine.overrides else c.host_root / server.lstrip("/")
+    inside = Path(server) if "render_server" in machine.overrides else c.inside(server)
     usable = inside.is_file() and os.access(inside, os.X_OK)
     checks.append(
         Check(
@@ -148,7 +149,7 @@ def renderer_checks(c: Components, machine: Machine) -> list[Check]:
         )
     )
     icd = machine.environment()["VK_DRIVER_FILES"]
-    info = sandbox.run(c.host_root, ["vulkaninfo", "--summary"], env={"VK_DRIVER_FILES": icd}, binds=binds, timeout=60)
+    info = sandbox.run(c.host_root, [c.vulkaninfo, "--summary"], env={"VK_DRIVER_FILES": icd}, binds=binds, timeout=60)
     devices = re.findall(r"deviceName\s*=\s*(.+)", info.stdout)
     checks.append(
         Check(

@@ -53,7 +53,7 @@ def _dir_digest(cache: HashCache, directory: Path) -> dict[str, str]:
     return {p.name: cache.sha256(p) or "missing" for p in sorted(directory.iterdir()) if p.is_file()}
 
 
-def _host() -> dict:
+def _host(accel: str) -> dict:
     os_name = "unknown"
     try:
         for line in Path("/etc/os-release").read_text().splitlines():
@@ -76,8 +76,20 @@ def _host() -> dict:
         "page_size": os.sysconf("SC_PAGE_SIZE"),
         "cpu_model": cpu,
         "cpus": os.cpu_count(),
-        "accelerator": "tcg",
+        "accelerator": accel,
     }
+
+
+def _icd_library(icd: Path, root: Path) -> Path | None:
+    """The driver library an ICD JSON names (an absolute path, or a name in the root's libdirs)."""
+    try:
+        lib = json.loads(icd.read_text())["ICD"]["library_path"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if lib.startswith("/"):
+        return root / lib.lstrip("/")
+    found = sorted((root / "usr/lib").glob(f"*/{lib}")) + sorted(icd.parent.glob(lib))
+    return found[0] if found else None
 
 
 def fingerprint(c: Components, machine: Machine, cache_dir: Path, scenario=None, guest_mesa: str | None = None) -> dict:
@@ -90,16 +102,19 @@ def fingerprint(c: Components, machine: Machine, cache_dir: Path, scenario=None,
         return Path(path) if key in ov else root / path.lstrip("/")
 
     server = machine.render_server
-    libs = [ov["virglrenderer"]] if "virglrenderer" in ov else sorted((root / "usr/lib").glob("*/libvirglrenderer.so.1"))
-    lvp = sorted((root / "usr/lib").glob("*/libvulkan_lvp.so"))
+    if "virglrenderer" in ov:
+        libs = [ov["virglrenderer"]]
+    else:
+        libs = [c.inside(c.virglrenderer)] if c.virglrenderer else []
     icd = machine.environment()["VK_DRIVER_FILES"]
-    demo_root = c.demo_bin.parent
+    driver_lib = _icd_library(inside(icd, "vulkan_icd"), root)
+    demo_root = c.demo_bin.parent if c.demo_bin else None
     fp = {
         "components": {
             "qemu": {
                 "version": c.versions["qemu"],
                 "binary": machine.qemu_binary,
-                "binary_sha256": cache.sha256(ov["qemu"] if "qemu" in ov else root / "usr/bin/qemu-system-aarch64"),
+                "binary_sha256": cache.sha256(inside(machine.qemu_binary, "qemu")),
             },
             "virglrenderer": {
                 "version": c.versions["virglrenderer"] if "virglrenderer" not in ov else "override",
@@ -113,7 +128,7 @@ def fingerprint(c: Components, machine: Machine, cache_dir: Path, scenario=None,
                 "icd_sha256": cache.sha256(inside(icd, "vulkan_icd")),
                 "driver": "lavapipe" if "lvp" in icd else Path(icd).stem,
                 "mesa_version": c.versions["host_mesa"],
-                "library_sha256": cache.sha256(lvp[0]) if lvp else None,
+                "library_sha256": cache.sha256(driver_lib) if driver_lib else None,
                 "loader_version": c.versions["vulkan_loader"],
             },
             "kernel": {
@@ -124,7 +139,9 @@ def fingerprint(c: Components, machine: Machine, cache_dir: Path, scenario=None,
             },
             "initramfs": {"sha256": cache.sha256(c.initramfs)},
             "guest_mesa": {"version": guest_mesa or c.versions["guest_mesa"]},
-            "demos": {"host": _dir_digest(cache, demo_root / "host"), "guest": _dir_digest(cache, demo_root / "guest")},
+            "demos": {"host": _dir_digest(cache, demo_root / "host"), "guest": _dir_digest(cache, demo_root / "guest")}
+            if demo_root and (demo_root / "guest").is_dir()
+            else {"host": _dir_digest(cache, c.demo_bin) if c.demo_bin else None, "guest": "(in the initramfs)"},
             # The render server's preloaded shim changes its behaviour, so it is part of the identity.
             "ring_wake": {"sha256": cache.sha256(machine.ring_wake) if machine.ring_wake else "off"},
         },
@@ -137,7 +154,7 @@ def fingerprint(c: Components, machine: Machine, cache_dir: Path, scenario=None,
             "display": machine.display,
             "host_env": dict(sorted(machine.env_overrides.items())),
         },
-        "host": _host(),
+        "host": _host(c.accel),
         "profile": c.profile.name,
         "lock_sha256": c.lock_digest,
         "scenario": {"name": scenario.name, "sha256": scenario.digest} if scenario else None,

@@ -24,8 +24,6 @@ from .errors import MachineError
 from .protocol import MARKER, parse_marker
 from .provision import Components
 
-RENDER_SERVER = "/usr/libexec/virgl_render_server"
-
 
 class ConsoleTimeout(MachineError):
     """The guest did not print what was awaited in time."""
@@ -137,7 +135,7 @@ class Machine:
             # An OpenGL display with no X server: SDL's offscreen driver (EGL).
             "SDL_VIDEODRIVER": "offscreen",
             # Pin the host Vulkan driver instead of whatever the loader finds first.
-            "VK_DRIVER_FILES": str(self.overrides.get("vulkan_icd", self.c.lavapipe_icd)),
+            "VK_DRIVER_FILES": str(self.overrides.get("vulkan_icd", self.c.vulkan_icd)),
             # The render server's stderr goes to its own log (see _render_server_wrapper).
             "RENDER_SERVER_EXEC_PATH": str(self.run_dir / "render-server"),
         }
@@ -162,16 +160,16 @@ class Machine:
 
     @property
     def accel(self) -> str:
-        return "tcg"
+        return self.c.accel
 
     @property
     def qemu_binary(self) -> str:
-        return str(self.overrides.get("qemu", "qemu-system-aarch64"))
+        return str(self.overrides.get("qemu", self.c.qemu))
 
     @property
     def render_server(self) -> str:
         """The render server QEMU's Venus path starts (inside the root)."""
-        return self.env_overrides.get("RENDER_SERVER_EXEC_PATH") or str(self.overrides.get("render_server", RENDER_SERVER))
+        return self.env_overrides.get("RENDER_SERVER_EXEC_PATH") or str(self.overrides.get("render_server", self.c.render_server))
 
     def override_binds(self) -> list[Path]:
         return [p.parent if key == "virglrenderer" else p for key, p in sorted(self.overrides.items())]
@@ -191,8 +189,13 @@ class Machine:
     def write_command_line(self) -> None:
         env = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.environment().items())
         argv = " ".join(shlex.quote(a) for a in self.qemu_argv())
+        where = (
+            "on the host (private mount/pid namespace where unshare exists)"
+            if self.c.host_root == Path("/")
+            else f"inside the host root {self.c.host_root} (chroot, private mount/pid namespace)"
+        )
         (self.run_dir / "qemu-cmdline.txt").write_text(
-            f"# inside the host root {self.c.host_root} (chroot, private mount/pid namespace)\n"
+            f"# {where}\n"
             f"env {env} \\\n  {argv}\n"
         )
 

@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 from . import __version__, bundle, demos, diagnose, doctor, fingerprint, log, protocol, sandbox
-from .errors import MachineError, VenusReproError
+from .errors import MachineError, UsageError, VenusReproError
 from .frames import rgba_to_png
 from .machine import Machine
 from .profile import Profile, cache_dir
 from .scenario import ProgramStep, Scenario
-from .provision import GUEST_BIN_DIR, Components, Provisioner
+from .provision import GUEST_BIN_DIR, Components, Provisioner, manifest
 from .provision.lock import extra_guest_pins, scenario_lock_path
 from .verdict import Check, DemoRun, ProgramRun, demo_checks, expected_failure_checks, page_size_check, program_checks
 
@@ -117,6 +117,9 @@ def _save_frame(run: DemoRun, raw: bytes | None, out: Path) -> None:
 
 def run_host_demos(c: Components, selected: list[demos.Demo], run_dir: Path, frames: int | None) -> dict[str, DemoRun]:
     """The same demos on host lavapipe, inside the host root: the reference frames."""
+    if c.demo_bin is None:
+        log.info("this profile has no host builds of the demos: guest frames are not compared")
+        return {}
     out = run_dir / "host"
     out.mkdir(exist_ok=True)
     runs = {}
@@ -142,7 +145,7 @@ def run_host_demo(
         c.host_root,
         [str(c.demo_bin / demo.binary), *demo_args(demo, str(out / name) if save_frame else None, frames)],
         binds=[c.demo_bin, out],
-        env={"VK_DRIVER_FILES": c.lavapipe_icd},
+        env={"VK_DRIVER_FILES": c.vulkan_icd},
         timeout=demo.timeout,
     )
     (out / f"{name}.out").write_text(proc.stdout)
@@ -239,11 +242,16 @@ def _execute(opts: RunOptions, run_dir: Path, result: dict, timings: dict) -> No
     """The body of a run; fills ``result`` as far as it gets."""
     profile = opts.profile
     t = time.monotonic()
-    prov = Provisioner(profile)
-    extra = extra_guest_pins(profile, prov.lock, opts.guest_packages, opts.scenario.path if opts.scenario else None)
-    if extra:
-        shutil.copyfile(scenario_lock_path(opts.scenario.path), run_dir / "scenario.lock.json")
-    c = prov.provision(opts.kernel_flavour, opts.kernel_image, extra)
+    if profile.manifest is not None:
+        if opts.guest_packages:
+            raise UsageError("the nix profile takes no guest packages: its guest is the flake's initramfs")
+        c = manifest.components(profile, opts.kernel_image)
+    else:
+        prov = Provisioner(profile)
+        extra = extra_guest_pins(profile, prov.lock, opts.guest_packages, opts.scenario.path if opts.scenario else None)
+        if extra:
+            shutil.copyfile(scenario_lock_path(opts.scenario.path), run_dir / "scenario.lock.json")
+        c = prov.provision(opts.kernel_flavour, opts.kernel_image, extra)
     timings["provision_s"] = round(time.monotonic() - t, 2)
     result["components"] = {**c.versions, "lock_sha256": c.lock_digest}
     result["kernel"] = {
@@ -263,11 +271,12 @@ def _execute(opts: RunOptions, run_dir: Path, result: dict, timings: dict) -> No
         ring_wake=opts.ring_wake,
     )
     result["ring_wake"] = machine.ring_wake is not None
+    result["accel"] = c.accel
     fp = fingerprint.fingerprint(c, machine, cache_dir(), opts.scenario)
     _write_fingerprint(run_dir, fp, result)
     with log.nested("preflight"):
         t = time.monotonic()
-        pre = doctor.preflight(c, machine)
+        pre = doctor.preflight(c, machine, c.accel)
         doctor.write_log(pre, run_dir / "preflight.log")
         timings["preflight_s"] = round(time.monotonic() - t, 2)
         for ch in pre:
@@ -300,7 +309,7 @@ def _execute(opts: RunOptions, run_dir: Path, result: dict, timings: dict) -> No
     for demo in opts.demos:
         g = guest[demo.name]
         h = host.get(demo.name) or DemoRun(demo.name, None, protocol.parse_demo_output(""))
-        checks += expected_failure_checks(g, demo.expect) if demo.expect else demo_checks(g, h)
+        checks += expected_failure_checks(g, demo.expect) if demo.expect else demo_checks(g, h if c.demo_bin else None)
         floor = opts.min_fps.get(demo.name)
         if floor is not None and g.outcome == "pass":
             fps = float(g.result.get("fps", 0))
@@ -379,7 +388,7 @@ def run(opts: RunOptions) -> dict:
         (run_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     if result["verdict"] != "pass" or opts.expect_findings:
         # Diagnose from what the run left on disk, exactly as `venus-repro diagnose RUN_DIR` would.
-        report = diagnose.diagnose([run_dir], diagnose.Context(host_page_size=os.sysconf("SC_PAGE_SIZE"), accel="tcg"))
+        report = diagnose.diagnose([run_dir], diagnose.Context(host_page_size=os.sysconf("SC_PAGE_SIZE"), accel=result.get("accel", "tcg")))
         result["findings"], result["codes"] = report["findings"], report["codes"]
     if opts.expect_findings:
         # A known bug kept as a scenario: it must keep failing with these findings.

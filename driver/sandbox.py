@@ -17,6 +17,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -28,9 +29,10 @@ _PR_SET_PDEATHSIG = 1
 
 
 def set_death_signal() -> None:
-    """preexec_fn: the child gets SIGKILL when venus-repro exits, however it exits."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    """preexec_fn: the child gets SIGKILL when venus-repro exits, however it exits (Linux)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def die_with_parent() -> None:
@@ -64,7 +66,13 @@ def command(
 
     ``env`` replaces the environment entirely (nothing of the caller's leaks
     in, so a run is reproducible). ``stdout``/``stderr`` redirect to files.
+    ``root`` ``/`` (the nix profile: self-contained store paths) means no
+    chroot and no binds: on Linux still private mount and PID namespaces (a
+    user namespace too when not root); where there is no ``unshare`` (macOS)
+    the command runs directly, in a session the Machine kills as a group.
     """
+    if Path(root) == Path("/"):
+        return _command_in_host(argv, env=env, cwd=cwd, stdout=stdout, stderr=stderr)
     r = shlex.quote(str(root))
     script = [
         "set -e",
@@ -81,18 +89,34 @@ def command(
         else:
             script.append(f"mkdir -p {r}{shlex.quote(str(Path(path).parent))} && touch {r}{q}")
         script.append(f"mount --bind {q} {r}{q}")
+    script.append(f"exec chroot {r} {_inner(argv, env, cwd, stdout, stderr)}")
+    return [
+        "unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private",
+        "/bin/sh", "-c", "\n".join(script),
+    ]  # fmt: skip
+
+
+def _inner(argv: Iterable[str], env, cwd, stdout, stderr) -> str:
+    """``env -i VAR=… argv…`` with redirections, as one shell word list."""
     envs = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", **(env or {})}
     inner = ["/usr/bin/env", "-i", *(["-C", str(cwd)] if cwd is not None else []), *(f"{k}={v}" for k, v in envs.items())]
-    inner += list(argv)
-    tail = " ".join(shlex.quote(a) for a in inner)
+    tail = " ".join(shlex.quote(a) for a in [*inner, *argv])
     if stdout is not None:
         tail += f" >{shlex.quote(str(stdout))}"
     if stderr is not None:
         tail += f" 2>{shlex.quote(str(stderr))}"
-    script.append(f"exec chroot {r} {tail}")
+    return tail
+
+
+def _command_in_host(argv: Iterable[str], *, env, cwd, stdout, stderr) -> list[str]:
+    tail = _inner(argv, env, cwd, stdout, stderr)
+    if shutil.which("unshare") is None:
+        return ["/bin/sh", "-c", f"exec {tail}"]
+    user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+    script = f"set -e\nmount -t proc proc /proc\nexec {tail}"
     return [
-        "unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private",
-        "/bin/sh", "-c", "\n".join(script),
+        "unshare", *user, "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private",
+        "/bin/sh", "-c", script,
     ]  # fmt: skip
 
 

@@ -42,6 +42,8 @@ let
       "${moltenvk}/share/vulkan/icd.d/MoltenVK_icd.json"
     else
       "${pkgs.mesa}/share/vulkan/icd.d/lvp_icd.${host.uname.processor}.json";
+  # Linux hosts run the guest under TCG, where the render server needs this shim.
+  ring-wake = if host.isLinux then pkgs.callPackage ./ring-wake.nix { } else null;
   manifest = pkgs.callPackage ./manifest.nix {
     inherit
       qemu
@@ -49,7 +51,9 @@ let
       kernel
       host-demos
       vulkanIcd
+      ring-wake
       ;
+    inherit (pkgs) vulkan-tools;
     initramfs = guest-initramfs;
   };
 in

@@ -10,6 +10,8 @@
   initramfs,
   host-demos,
   vulkanIcd,
+  vulkan-tools,
+  ring-wake,
 }:
 let
   isDarwin = stdenv.hostPlatform.isDarwin;
@@ -20,7 +22,9 @@ writeTextDir "manifest.json" (
     system = stdenv.hostPlatform.system;
     qemu = "${qemu}/bin/qemu-system-aarch64";
     render_server = "${virglrenderer}/libexec/virgl_render_server";
+    virglrenderer = "${virglrenderer}/lib/libvirglrenderer${stdenv.hostPlatform.extensions.sharedLibrary}";
     vulkan_icd = vulkanIcd;
+    vulkaninfo = "${vulkan-tools}/bin/vulkaninfo";
     # An aarch64 kernel on every host: its target is always the arm64 Image.
     kernel = "${kernel}/Image";
     initramfs = "${initramfs}/initrd.cpio";
@@ -33,6 +37,7 @@ writeTextDir "manifest.json" (
     # SDL with gl=on on both (offscreen on Linux via SDL_VIDEODRIVER).
     display = "sdl,gl=on";
     host_demos = if host-demos == null then null else "${host-demos}/bin";
+    ring_wake = if ring-wake == null then null else "${ring-wake}/lib/vkr_ring_wake.so";
     versions = {
       qemu = qemu.version;
       virglrenderer = virglrenderer.version;

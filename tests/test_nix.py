@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from driver import nix, profile
-from driver.provision import Provisioner
+from driver.provision import Provisioner, manifest
 
 pytestmark = pytest.mark.nix
 
@@ -136,7 +136,9 @@ def test_alpine_pin():
 def test_manifest_for_each_system(nixtool):
     for system in SYSTEMS:
         m = json.loads(flake_eval(nixtool, f"packages.{system}.manifest.text"))
+        manifest.validate(m, system)  # the driver's nix profile reads this shape
         assert m["system"] == system and m["page_size"] == 16384
+        assert m["vulkaninfo"].endswith("/bin/vulkaninfo")
         assert m["qemu"].endswith("/bin/qemu-system-aarch64")
         assert m["render_server"].endswith("/libexec/virgl_render_server")
         assert m["kernel"].endswith("/Image")
@@ -144,11 +146,15 @@ def test_manifest_for_each_system(nixtool):
         assert m["versions"]["fd_fallback_patch"] is True
         if system == "aarch64-darwin":
             assert m["accel"] == "hvf" and m["vulkan_icd"].endswith("/share/vulkan/icd.d/MoltenVK_icd.json")
-            assert m["host_demos"] is None
+            assert m["host_demos"] is None and m["ring_wake"] is None
+            assert m["virglrenderer"].endswith("/lib/libvirglrenderer.dylib")
         else:
             arch = system.split("-")[0]
             assert m["accel"] == "tcg" and m["vulkan_icd"].endswith(f"/lvp_icd.{arch}.json")
             assert m["host_demos"].endswith("/bin")
+            # TCG: the render server gets the ring-wake shim, built from shims/.
+            assert m["ring_wake"].endswith("/lib/vkr_ring_wake.so")
+            assert m["virglrenderer"].endswith("/lib/libvirglrenderer.so")
 
 
 def test_guest_initramfs_keeps_the_init_contract(nixtool):

@@ -35,28 +35,43 @@ INIT_SCRIPT = Path(__file__).resolve().parent.parent / "guest" / "init.sh"
 GUEST_MODULE_DIR = "lib/venus-repro/modules"
 GUEST_BIN_DIR = "opt/venus-repro/bin"
 LVP_ICD = "/usr/share/vulkan/icd.d/lvp_icd.json"
+QEMU = "/usr/bin/qemu-system-aarch64"
+RENDER_SERVER = "/usr/libexec/virgl_render_server"
 _GNU_ARCH = {"amd64": "x86_64", "arm64": "aarch64"}
 
 
 @dataclasses.dataclass
 class Components:
-    """Everything a run uses, with the identities the result records."""
+    """Everything a run uses, with the identities the result records.
+
+    Host programs run inside ``host_root`` (the Debian profile's unpacked root,
+    entered with chroot; ``/`` for the nix profile, whose store paths are
+    self-contained): ``qemu``, ``render_server``, ``vulkan_icd``,
+    ``virglrenderer`` and ``vulkaninfo`` are paths as seen there. The kernel,
+    initramfs, demos and shim are host paths, bound in at the same path.
+    """
 
     profile: Profile
-    lock_digest: str
+    lock_digest: str  # sha256 of what pins the components: the lock file, or the Nix manifest
     host_root: Path
     host_arch: str
     kernel: kernel.ImageInfo
     kernel_flavour: str
     kernel_release: str | None
     initramfs: Path
-    demo_bin: Path  # host builds of the demos (inside host_root's view: same path)
+    demo_bin: Path | None  # host builds of the demos (the reference frames); None: no reference
     versions: dict[str, str]
     ring_wake: Path | None = None  # the vkr_ring_wake shim for the render server (see driver/shims.py)
+    qemu: str = QEMU
+    render_server: str = RENDER_SERVER
+    vulkan_icd: str = LVP_ICD
+    virglrenderer: str | None = None  # libvirglrenderer.so.1 (QEMU's GL module links it)
+    vulkaninfo: str = "vulkaninfo"
+    accel: str = "tcg"
 
-    @property
-    def lavapipe_icd(self) -> str:
-        return LVP_ICD
+    def inside(self, path: str | Path) -> Path:
+        """The host path of ``path`` as seen inside the host root."""
+        return self.host_root / str(path).lstrip("/")
 
 
 class Provisioner:
@@ -263,4 +278,7 @@ class Provisioner:
             demo_bin=demo_dir / "host",
             versions=self.versions(arch),
             ring_wake=ring_wake,
+            virglrenderer=next(
+                (f"/{p.relative_to(host_root)}" for p in sorted((host_root / "usr/lib").glob("*/libvirglrenderer.so.1"))), None
+            ),
         )

@@ -11,6 +11,7 @@ let
     isAarch64 = builtins.substring 0 7 sys == "aarch64";
     uname.processor = if isAarch64 then "aarch64" else "x86_64";
     linux-kernel.target = if isAarch64 then "Image" else "bzImage";
+    extensions.sharedLibrary = if isDarwin then ".dylib" else ".so";
   };
 
   mkPkgs =

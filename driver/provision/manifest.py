@@ -1,0 +1,116 @@
+"""The nix profile: components named by the flake's ``manifest.json``.
+
+``nix build .#manifest`` (and every ``nix run .#…`` app) hands the driver a
+JSON file of store paths (nix/manifest.nix). Nothing is downloaded or unpacked
+here: the manifest is checked - every path must exist, the kernel must be an
+arm64 Image with the page size the manifest promises - and turned into the
+same ``Components`` the Debian profile provisions, so the rest of the driver
+(preflight, machine, verdict, fingerprint) is shared.
+
+Keys (format 1): ``qemu``, ``render_server``, ``vulkan_icd``, ``virglrenderer``
+and ``vulkaninfo`` are paths as seen inside ``root`` (default ``/``: store paths
+are self-contained); ``kernel``, ``initramfs``, ``host_demos`` (or null) and
+``ring_wake`` (or null) are host paths. ``page_size``, ``accel`` (hvf, kvm or
+tcg), ``system`` and ``versions`` describe them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from pathlib import Path
+
+from ..errors import UsageError
+from ..profile import Profile
+from . import Components, kernel
+
+FORMAT = 1
+_INSIDE = ("qemu", "render_server", "vulkan_icd")
+_OPTIONAL_INSIDE = ("virglrenderer", "vulkaninfo")
+_HOST = ("kernel", "initramfs")
+_OPTIONAL_HOST = ("host_demos", "ring_wake")
+_ACCELS = ("hvf", "kvm", "tcg")
+_SYSTEMS = {("Darwin", "arm64"): "aarch64-darwin", ("Linux", "aarch64"): "aarch64-linux", ("Linux", "x86_64"): "x86_64-linux"}
+
+
+def host_system() -> str:
+    return _SYSTEMS.get((platform.system(), platform.machine()), f"{platform.machine()}-{platform.system().lower()}")
+
+
+def validate(doc, where: str) -> None:
+    """The manifest's shape (fields and their types), without looking at the paths."""
+    if not isinstance(doc, dict):
+        raise UsageError(f"{where}: a manifest is a JSON object")
+    if doc.get("format") != FORMAT:
+        raise UsageError(f"{where}: field 'format' must be {FORMAT} (this driver reads format {FORMAT} manifests)")
+    for key in (*_INSIDE, *_HOST):
+        if not isinstance(doc.get(key), str) or not doc[key]:
+            raise UsageError(f"{where}: field '{key}' must be a path")
+    for key in (*_OPTIONAL_INSIDE, *_OPTIONAL_HOST, "root"):
+        if doc.get(key) is not None and not isinstance(doc[key], str):
+            raise UsageError(f"{where}: field '{key}' must be a path or null")
+    if not isinstance(doc.get("page_size"), int) or doc["page_size"] not in (4096, 16384, 65536):
+        raise UsageError(f"{where}: field 'page_size' must be 4096, 16384 or 65536")
+    if doc.get("accel") not in _ACCELS:
+        raise UsageError(f"{where}: field 'accel' must be one of {', '.join(_ACCELS)}")
+
+
+def read(path: Path) -> dict:
+    """The manifest as a checked mapping; one UsageError naming the file and field otherwise."""
+    where = str(path)
+    try:
+        doc = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise UsageError(f"{where}: cannot read the manifest ({exc.strerror}); build it with `nix build .#manifest`") from None
+    except ValueError as exc:
+        raise UsageError(f"{where}: malformed JSON: {exc}") from None
+    validate(doc, where)
+    system = doc.get("system")
+    if system is not None and system != host_system():
+        raise UsageError(f"{where}: the manifest is for {system}, this host is {host_system()}: build .#manifest here")
+    root = Path(doc.get("root") or "/")
+    for key in (*_INSIDE, *_OPTIONAL_INSIDE):
+        value = doc.get(key)
+        if value is not None and not (root / value.lstrip("/")).exists():
+            raise UsageError(f"{where}: {key} {value} does not exist" + (f" in {root}" if str(root) != "/" else ""))
+    for key in (*_HOST, *_OPTIONAL_HOST):
+        value = doc.get(key)
+        if value is not None and not Path(value).exists():
+            raise UsageError(f"{where}: {key} {value} does not exist")
+    return doc
+
+
+def components(profile: Profile, kernel_image: Path | None = None) -> Components:
+    """The run's components from the profile's manifest (``kernel_image`` replaces its kernel)."""
+    assert profile.manifest is not None
+    doc = read(profile.manifest)
+    image = kernel.read_image(kernel_image or Path(doc["kernel"]))
+    if kernel_image is None and image.page_size != doc["page_size"]:
+        # The seed's failure: never boot a kernel other than the one promised.
+        raise UsageError(
+            f"{profile.manifest}: kernel {doc['kernel']} has {(image.page_size or 0) // 1024}K pages, "
+            f"but the manifest promises {doc['page_size'] // 1024}K: rebuild .#manifest"
+        )
+    versions = {str(k): str(v) for k, v in (doc.get("versions") or {}).items()}
+    for key in ("qemu", "virglrenderer", "host_mesa", "guest_mesa", "vulkan_loader"):
+        versions.setdefault(key, "?")
+    return Components(
+        profile=profile,
+        lock_digest=hashlib.sha256(profile.manifest.read_bytes()).hexdigest(),
+        host_root=Path(doc.get("root") or "/"),
+        host_arch=platform.machine(),
+        kernel=image,
+        kernel_flavour=f"{doc['page_size'] // 1024}k" if kernel_image is None else "custom",
+        kernel_release=None,
+        initramfs=Path(doc["initramfs"]),
+        demo_bin=Path(doc["host_demos"]) if doc.get("host_demos") else None,
+        versions=versions,
+        ring_wake=Path(doc["ring_wake"]) if doc.get("ring_wake") else None,
+        qemu=doc["qemu"],
+        render_server=doc["render_server"],
+        vulkan_icd=doc["vulkan_icd"],
+        virglrenderer=doc.get("virglrenderer"),
+        vulkaninfo=doc.get("vulkaninfo") or "vulkaninfo",
+        accel=doc["accel"],
+    )

@@ -1,0 +1,159 @@
+"""The nix profile: `--profile nix --manifest FILE` (what the flake's apps call).
+
+The manifest reader's errors are tested on small files; the whole path (a run
+whose components come from a manifest, not from provisioning) is tested on a
+manifest that names the Debian profile's real components (``root`` = its host
+root), since nothing of the flake can be built here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from pathlib import Path
+
+import pytest
+
+from conftest import venus_repro
+from driver import sandbox
+from driver.provision import manifest
+
+
+def image(path: Path, page_kb: int) -> Path:
+    """A minimal arm64 Image header with the given page size."""
+    head = bytearray(64)
+    struct.pack_into("<QQQ", head, 8, 0, 0x100000, {4: 1, 16: 2, 64: 3}[page_kb] << 1)
+    head[56:60] = b"ARM\x64"
+    path.write_bytes(bytes(head))
+    return path
+
+
+@pytest.fixture
+def tree(tmp_path) -> dict:
+    """A manifest whose every path exists (in tmp_path as root)."""
+    for p in ("bin/qemu-system-aarch64", "libexec/virgl_render_server", "icd.json"):
+        (tmp_path / p).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / p).write_text("")
+    doc = {
+        "format": 1,
+        "system": manifest.host_system(),
+        "root": str(tmp_path),
+        "qemu": "/bin/qemu-system-aarch64",
+        "render_server": "/libexec/virgl_render_server",
+        "vulkan_icd": "/icd.json",
+        "kernel": str(image(tmp_path / "Image", 16)),
+        "initramfs": str(tmp_path / "icd.json"),
+        "page_size": 16384,
+        "accel": "tcg",
+        "host_demos": None,
+    }
+    return doc
+
+
+def provision(tmp_path: Path, doc) -> tuple[int, str, str]:
+    path = tmp_path / "manifest.json"
+    path.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    proc = venus_repro("provision", "--profile", "nix", "--manifest", str(path), "--json")
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_a_good_manifest_gives_its_components(tmp_path, tree):
+    code, out, err = provision(tmp_path, tree)
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["profile"] == "nix"
+    assert info["host_root"] == tree["root"]
+    assert info["kernel"]["page_size"] == 16384 and info["kernel"]["flavour"] == "16k"
+    assert info["lock_sha256"] == hashlib.sha256((tmp_path / "manifest.json").read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda d: d.pop("qemu"), "field 'qemu' must be a path"),
+        (lambda d: d.update(format=2), "field 'format' must be 1"),
+        (lambda d: d.update(page_size=8192), "field 'page_size' must be 4096, 16384 or 65536"),
+        (lambda d: d.update(accel="whpx"), "field 'accel' must be one of hvf, kvm, tcg"),
+        (lambda d: d.update(system="aarch64-darwin"), "the manifest is for aarch64-darwin"),
+        (lambda d: d.update(render_server="/nope/virgl_render_server"), "render_server /nope/virgl_render_server does not exist"),
+        (lambda d: d.update(initramfs="/nonexistent/initrd.cpio"), "initramfs /nonexistent/initrd.cpio does not exist"),
+    ],
+)
+def test_a_bad_manifest_is_one_clear_error(tmp_path, tree, change, message):
+    change(tree)
+    code, out, err = provision(tmp_path, tree)
+    assert code == 2 and out == ""
+    assert message in err and str(tmp_path / "manifest.json") in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_the_wrong_kernel_is_refused_not_booted(tmp_path, tree):
+    """The seed's story: a 4K kernel where 16K is promised is an error, never a silent fallback."""
+    tree["kernel"] = str(image(tmp_path / "Image-4k", 4))
+    code, _, err = provision(tmp_path, tree)
+    assert code == 2
+    assert "has 4K pages, but the manifest promises 16K" in err
+
+
+def test_malformed_and_missing_manifests(tmp_path):
+    code, _, err = provision(tmp_path, "{not json")
+    assert code == 2 and "malformed JSON" in err
+    proc = venus_repro("provision", "--profile", "nix")
+    assert proc.returncode == 2 and "the nix profile needs --manifest FILE" in proc.stderr
+    proc = venus_repro("provision", "--manifest", str(tmp_path / "manifest.json"))
+    assert proc.returncode == 2 and "--manifest belongs to the nix profile" in proc.stderr
+    proc = venus_repro("lock", "--profile", "nix", "--manifest", str(tmp_path / "missing.json"))
+    assert proc.returncode == 2 and "cannot read the manifest" in proc.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="private namespaces need root here")
+def test_root_slash_runs_on_the_host_in_its_own_pid_namespace():
+    """Store paths are self-contained: no chroot, but still a namespace that dies with the command."""
+    proc = sandbox.run(Path("/"), ["/bin/sh", "-c", "echo $$; cat /proc/1/cmdline | tr '\\0' ' '"], timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    pid, cmdline = proc.stdout.splitlines()
+    assert pid == "1" and cmdline.startswith("/bin/sh -c")
+
+
+@pytest.mark.vm
+def test_a_run_from_a_manifest(provisioned, tmp_path, no_leftovers):
+    """The driver's nix path end to end: every component named by a manifest, none provisioned."""
+    root = provisioned["host_root"]
+    doc = {
+        "format": 1,
+        "system": manifest.host_system(),
+        "root": root,
+        "qemu": "/usr/bin/qemu-system-aarch64",
+        "render_server": "/usr/libexec/virgl_render_server",
+        "vulkan_icd": "/usr/share/vulkan/icd.d/lvp_icd.json",
+        "virglrenderer": "/usr/lib/x86_64-linux-gnu/libvirglrenderer.so.1" if os.uname().machine == "x86_64" else "/usr/lib/aarch64-linux-gnu/libvirglrenderer.so.1",
+        "vulkaninfo": "/usr/bin/vulkaninfo",
+        "kernel": provisioned["kernel"]["path"],
+        "initramfs": provisioned["initramfs"],
+        "page_size": 16384,
+        "accel": "tcg",
+        "display": "sdl,gl=on",
+        "host_demos": str(Path(provisioned["demos"]) / "host"),
+        "ring_wake": provisioned["ring_wake"],
+        "versions": {"qemu": "from-manifest", "virglrenderer": "from-manifest"},
+    }
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(doc))
+    run_dir = tmp_path / "run"
+    proc = venus_repro("run", "--profile", "nix", "--manifest", str(path), "--json", "--run-dir", str(run_dir))
+    assert "Traceback" not in proc.stderr, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["verdict"] == "pass", result["checks"]
+    assert result["profile"] == "nix"
+    assert result["components"]["qemu"] == "from-manifest"
+    assert result["components"]["lock_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert [d["checksum"] == d["host_checksum"] for d in result["demos"]] == [True, True, True]
+    assert not [p for p in result["preflight"] if p["status"] == "fail"], result["preflight"]
+    fp = json.loads((run_dir / "fingerprint.json").read_text())
+    assert fp["components"]["qemu"]["binary"] == "/usr/bin/qemu-system-aarch64"
+    assert fp["components"]["ring_wake"]["sha256"] != "off"
+    assert fp["components"]["host_vulkan"]["library_sha256"]  # found through the ICD's library_path
+    assert "vkr_ring_wake active" in (run_dir / "render-server.log").read_text()
