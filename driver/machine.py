@@ -14,6 +14,7 @@ import re
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -54,7 +55,7 @@ class Machine:
         self.mode = mode
         self.exchange = exchange
         self.exchange_in = exchange_in  # bytes of input the guest reads from the exchange disk
-        self.display = display or "sdl,gl=on"
+        self.display = display or components.display
         q = components.profile.qemu
         self.gpu_options = gpu_options or f"venus=on,blob=on,hostmem={q.hostmem}"
         self.extra_args = extra_args
@@ -133,7 +134,8 @@ class Machine:
     def environment(self) -> dict[str, str]:
         env = {
             # An OpenGL display with no X server: SDL's offscreen driver (EGL).
-            "SDL_VIDEODRIVER": "offscreen",
+            # macOS has no EGL: there SDL opens its Cocoa window, as a user expects.
+            **({} if sys.platform == "darwin" else {"SDL_VIDEODRIVER": "offscreen"}),
             # Pin the host Vulkan driver instead of whatever the loader finds first.
             "VK_DRIVER_FILES": str(self.overrides.get("vulkan_icd", self.c.vulkan_icd)),
             # The render server's stderr goes to its own log (see _render_server_wrapper).
@@ -288,7 +290,10 @@ class Machine:
     def teardown(self) -> None:
         """Kill QEMU (and with its namespace, the render server). Safe to call twice."""
         if self.process is not None:
-            if self.process.isalive():
+            # The whole session, even if QEMU already exited: where there are no
+            # namespaces (macOS), the render server is only in its process group.
+            # Not after _reap: the group's id could belong to someone else by then.
+            if self.exit_status is None:
                 try:
                     os.killpg(self.process.pid, signal.SIGKILL)
                 except ProcessLookupError:

@@ -68,6 +68,7 @@ class Components:
     virglrenderer: str | None = None  # libvirglrenderer.so.1 (QEMU's GL module links it)
     vulkaninfo: str = "vulkaninfo"
     accel: str = "tcg"
+    display: str = "sdl,gl=on"
 
     def inside(self, path: str | Path) -> Path:
         """The host path of ``path`` as seen inside the host root."""

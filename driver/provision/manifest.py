@@ -52,6 +52,8 @@ def validate(doc, where: str) -> None:
             raise UsageError(f"{where}: field '{key}' must be a path or null")
     if not isinstance(doc.get("page_size"), int) or doc["page_size"] not in (4096, 16384, 65536):
         raise UsageError(f"{where}: field 'page_size' must be 4096, 16384 or 65536")
+    if doc.get("display") is not None and not isinstance(doc["display"], str):
+        raise UsageError(f"{where}: field 'display' must be a QEMU -display value")
     if doc.get("accel") not in _ACCELS:
         raise UsageError(f"{where}: field 'accel' must be one of {', '.join(_ACCELS)}")
 
@@ -113,4 +115,5 @@ def components(profile: Profile, kernel_image: Path | None = None) -> Components
         virglrenderer=doc.get("virglrenderer"),
         vulkaninfo=doc.get("vulkaninfo") or "vulkaninfo",
         accel=doc["accel"],
+        display=doc.get("display") or "sdl,gl=on",
     )
