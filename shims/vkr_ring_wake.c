@@ -11,7 +11,7 @@
  * sees "not idle" and sends no notification, the ring thread sees the old tail
  * and sleeps in cnd_wait -- forever. The guest then waits for a fence or a
  * ring seqno that never comes ("stuck in fence wait", "stuck in ring seqno
- * wait"). Seen here in about 1 of 30 runs of a 200-frame demo.
+ * wait"). Seen here in 8 of 383 runs of a 200-frame demo (none in 400 with this shim).
  *
  * The fix belongs in QEMU (or a timed idle wait in virglrenderer). This shim
  * turns the ring thread's untimed condition waits into waits of at most

@@ -2,7 +2,7 @@
 
 Two levels: the shim itself on a plain condition variable (only a thread named
 like virglrenderer's ring thread gets a bounded wait), and a real guest that
-runs vkcube_anim 100 times - the workload that hung about 1 run in 30 here
+runs vkcube_anim 100 times - the workload that hung in 8 of 383 runs here
 before the shim (see the venus-ring-stall finding).
 """
 
