@@ -117,9 +117,12 @@ def test_table_output_and_exit_code(provisioned, tmp_path, no_leftovers):
 
 def _start_run(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     run_dir = tmp_path / "run"
+    # As from a terminal: SIGINT at its default even if this suite was started in the
+    # background (a non-interactive shell's `cmd &` ignores SIGINT, and children inherit that).
     proc = subprocess.Popen(
         [sys.executable, "-m", "driver", "run", "--json", "--demo", "test_tri", "--run-dir", str(run_dir)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     console = run_dir / "console.log"
     deadline = time.monotonic() + 300
