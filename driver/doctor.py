@@ -124,21 +124,18 @@ def qemu_checks(c: Components, machine: Machine, accel: str) -> list[Check]:
 def renderer_checks(c: Components, machine: Machine) -> list[Check]:
     checks = []
     binds = machine.override_binds()
-    if "virglrenderer" in machine.overrides:
-        libs = [machine.overrides["virglrenderer"]]
-    else:
-        libs = [c.inside(c.virglrenderer)] if c.virglrenderer else []
-    has_venus = bool(libs) and libs[0].exists() and b"VKR_DEBUG" in libs[0].read_bytes()
+    lib = machine.virglrenderer_library
+    has_venus = lib is not None and lib.exists() and b"VKR_DEBUG" in lib.read_bytes()
     checks.append(
         Check(
             "virglrenderer venus",
             OK if has_venus else FAIL,
-            f"{libs[0]} has Venus (vkr)" if has_venus else f"{libs[0] if libs else 'libvirglrenderer'} has no Venus renderer",
+            f"{lib} has Venus (vkr)" if has_venus else f"{lib or 'libvirglrenderer'} has no Venus renderer",
             "" if has_venus else "use virglrenderer built with -Dvenus=true",
         )
     )
     server = machine.render_server
-    inside = Path(server) if "render_server" in machine.overrides else c.inside(server)
+    inside = machine.host_path("render_server", server)
     usable = inside.is_file() and os.access(inside, os.X_OK)
     checks.append(
         Check(

@@ -96,36 +96,28 @@ def fingerprint(c: Components, machine: Machine, cache_dir: Path, scenario=None,
     cache = HashCache(cache_dir / "hash-cache.json")
     root = c.host_root
     ov = machine.overrides
-
-    def inside(path: str, key: str) -> Path:
-        """An overridden component is a host path; the others live in the host root."""
-        return Path(path) if key in ov else root / path.lstrip("/")
-
     server = machine.render_server
-    if "virglrenderer" in ov:
-        libs = [ov["virglrenderer"]]
-    else:
-        libs = [c.inside(c.virglrenderer)] if c.virglrenderer else []
+    lib = machine.virglrenderer_library
     icd = machine.environment()["VK_DRIVER_FILES"]
-    driver_lib = _icd_library(inside(icd, "vulkan_icd"), root)
-    demo_root = c.demo_bin.parent if c.demo_bin else None
+    driver_lib = _icd_library(machine.host_path("vulkan_icd", icd), root)
+    guest_demos = c.demo_bin.parent / "guest" if c.demo_bin else None
     fp = {
         "components": {
             "qemu": {
                 "version": c.versions["qemu"],
                 "binary": machine.qemu_binary,
-                "binary_sha256": cache.sha256(inside(machine.qemu_binary, "qemu")),
+                "binary_sha256": cache.sha256(machine.host_path("qemu", machine.qemu_binary)),
             },
             "virglrenderer": {
                 "version": c.versions["virglrenderer"] if "virglrenderer" not in ov else "override",
-                "library": str(libs[0]) if "virglrenderer" in ov else "(profile)",
-                "library_sha256": cache.sha256(libs[0]) if libs else None,
+                "library": str(lib) if "virglrenderer" in ov else "(profile)",
+                "library_sha256": cache.sha256(lib) if lib else None,
                 "render_server": server,
-                "render_server_sha256": cache.sha256(inside(server, "render_server")),
+                "render_server_sha256": cache.sha256(machine.host_path("render_server", server)),
             },
             "host_vulkan": {
                 "icd": icd,
-                "icd_sha256": cache.sha256(inside(icd, "vulkan_icd")),
+                "icd_sha256": cache.sha256(machine.host_path("vulkan_icd", icd)),
                 "driver": "lavapipe" if "lvp" in icd else Path(icd).stem,
                 "mesa_version": c.versions["host_mesa"],
                 "library_sha256": cache.sha256(driver_lib) if driver_lib else None,
@@ -139,9 +131,11 @@ def fingerprint(c: Components, machine: Machine, cache_dir: Path, scenario=None,
             },
             "initramfs": {"sha256": cache.sha256(c.initramfs)},
             "guest_mesa": {"version": guest_mesa or c.versions["guest_mesa"]},
-            "demos": {"host": _dir_digest(cache, demo_root / "host"), "guest": _dir_digest(cache, demo_root / "guest")}
-            if demo_root and (demo_root / "guest").is_dir()
-            else {"host": _dir_digest(cache, c.demo_bin) if c.demo_bin else None, "guest": "(in the initramfs)"},
+            "demos": {
+                "host": _dir_digest(cache, c.demo_bin) if c.demo_bin else None,
+                # The nix profile has no guest build beside the host one: its demos are in its initramfs.
+                "guest": _dir_digest(cache, guest_demos) if guest_demos and guest_demos.is_dir() else "(in the initramfs)",
+            },
             # The render server's preloaded shim changes its behaviour, so it is part of the identity.
             "ring_wake": {"sha256": cache.sha256(machine.ring_wake) if machine.ring_wake else "off"},
         },

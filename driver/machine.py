@@ -173,6 +173,21 @@ class Machine:
         """The render server QEMU's Venus path starts (inside the root)."""
         return self.env_overrides.get("RENDER_SERVER_EXEC_PATH") or str(self.overrides.get("render_server", self.c.render_server))
 
+    def host_path(self, key: str, path: str) -> Path:
+        """Where component ``key``, at ``path`` as QEMU sees it, is on the host.
+
+        An override is a host path (bound into the root at the same path); the
+        profile's components live in the host root.
+        """
+        return Path(path) if key in self.overrides else self.c.inside(path)
+
+    @property
+    def virglrenderer_library(self) -> Path | None:
+        """The libvirglrenderer.so.1 QEMU loads, as a host path (None: the profile names none)."""
+        if "virglrenderer" in self.overrides:
+            return self.overrides["virglrenderer"]
+        return self.c.inside(self.c.virglrenderer) if self.c.virglrenderer else None
+
     def override_binds(self) -> list[Path]:
         return [p.parent if key == "virglrenderer" else p for key, p in sorted(self.overrides.items())]
 
