@@ -38,8 +38,7 @@ def _provision(prof, kernel_flavour: str | None, kernel_image: Path | None):
     from .provision import Provisioner, manifest
 
     if prof.manifest is not None:
-        prof.kernel_flavour(kernel_flavour)
-        return manifest.components(prof, kernel_image)
+        return manifest.components(prof, kernel_flavour, kernel_image)
     return Provisioner(prof).provision(kernel_flavour, kernel_image)
 
 

@@ -245,7 +245,7 @@ def _execute(opts: RunOptions, run_dir: Path, result: dict, timings: dict) -> No
     if profile.manifest is not None:
         if opts.guest_packages:
             raise UsageError("the nix profile takes no guest packages: its guest is the flake's initramfs")
-        c = manifest.components(profile, opts.kernel_image)
+        c = manifest.components(profile, opts.kernel_flavour, opts.kernel_image)
     else:
         prov = Provisioner(profile)
         extra = extra_guest_pins(profile, prov.lock, opts.guest_packages, opts.scenario.path if opts.scenario else None)
