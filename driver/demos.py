@@ -14,18 +14,21 @@ from pathlib import Path
 
 import yaml
 
-from . import log, sandbox
+from . import log, resources, sandbox
 from .errors import ProvisionError, UsageError
 
 
+# What a demo is built from: the catalogue, C sources and headers, GLSL shaders.
+_SOURCE_SUFFIXES = (".c", ".h", ".yaml", ".vert", ".frag")
+
+
 def demos_dir() -> Path:
+    """The demo sources shipped in the package, or ``$VENUS_REPRO_DEMOS`` (a demos/ folder)."""
     env = os.environ.get("VENUS_REPRO_DEMOS")
-    path = Path(env) if env else Path(__file__).resolve().parent.parent / "demos"
+    path = Path(env) if env else resources.DEMOS
     if not (path / "demos.yaml").exists():
-        raise UsageError(
-            f"demo sources not found at {path}; run venus-repro from its source tree "
-            "(pip install -e .) or set VENUS_REPRO_DEMOS to the demos/ folder"
-        )
+        where = "VENUS_REPRO_DEMOS" if env else "the installed package (reinstall venus-repro)"
+        raise UsageError(f"demo sources not found at {path} (from {where})")
     return path
 
 
@@ -103,10 +106,10 @@ def select(names: list[str] | None) -> list[Demo]:
 
 
 def source_digest() -> str:
-    """Hash of every file in demos/ (a change rebuilds the demos)."""
+    """Hash of every demo source (a change rebuilds the demos); the same from a checkout or a wheel."""
     h = hashlib.sha256()
     root = demos_dir()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in _SOURCE_SUFFIXES):
         h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
 

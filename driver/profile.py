@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.resources
 import os
 import platform
 from pathlib import Path
@@ -12,7 +11,8 @@ import yaml
 
 from .errors import UsageError
 
-DATA = Path(str(importlib.resources.files("driver") / "data"))
+from .resources import DATA
+
 PROFILES = DATA / "profiles"
 PINS = DATA / "pins"
 

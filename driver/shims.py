@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from . import log, sandbox
+from . import log, resources, sandbox
 from .errors import ProvisionError
 
 RING_WAKE = "vkr_ring_wake"
@@ -20,14 +20,10 @@ RING_WAKE = "vkr_ring_wake"
 RING_WAKE_ACTIVE = "vkr_ring_wake active"
 
 
-def shims_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "shims"
-
-
 def source(name: str = RING_WAKE) -> Path:
-    path = shims_dir() / f"{name}.c"
+    path = resources.SHIMS / f"{name}.c"
     if not path.exists():
-        raise ProvisionError(f"shim source {path} is missing; run venus-repro from its source tree (pip install -e .)")
+        raise ProvisionError(f"shim source {path} is missing from the installed package (reinstall venus-repro)")
     return path
 
 

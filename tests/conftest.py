@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def venus_repro(*args: str, check: bool = False, timeout: float = 1800, **kw) -> subprocess.CompletedProcess:
     """Run the CLI as a user would (a separate process; stdout and stderr captured)."""
-    cmd = [sys.executable, "-m", "driver", *args]
+    cmd = [sys.executable, "-m", "venus_repro", *args]
     cwd = kw.pop("cwd", REPO)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, **kw)
     if check and proc.returncode != 0:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import venus_repro
-from driver import diagnose
+from venus_repro import diagnose
 
 FIXTURES = Path(__file__).parent / "fixtures" / "diagnose"
 

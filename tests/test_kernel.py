@@ -5,8 +5,8 @@ import struct
 
 import pytest
 
-from driver.errors import ProvisionError, UsageError
-from driver.provision import kernel
+from venus_repro.errors import ProvisionError, UsageError
+from venus_repro.provision import kernel
 
 
 def image(flags: int, magic: bytes = b"ARM\x64", size: int = 0x1000000) -> bytes:

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from driver import profile
-from driver.errors import PinError
-from driver.provision import lock
+from venus_repro import profile
+from venus_repro.errors import PinError
+from venus_repro.provision import lock
 
 
 def test_committed_lock_covers_the_profile():

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from driver import nix, profile
-from driver.provision import Provisioner, manifest
+from venus_repro import nix, profile
+from venus_repro.provision import Provisioner, manifest
 
 pytestmark = pytest.mark.nix
 

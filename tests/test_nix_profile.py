@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from conftest import venus_repro
-from driver import sandbox
-from driver.provision import manifest
+from venus_repro import sandbox
+from venus_repro.provision import manifest
 
 
 def image(path: Path, page_kb: int) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import venus_repro
-from driver import profile
+from venus_repro import profile
 
 pytestmark = pytest.mark.vm
 

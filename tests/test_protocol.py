@@ -3,8 +3,8 @@
 import io
 import tarfile
 
-from driver import protocol
-from driver.verdict import DemoRun
+from venus_repro import protocol
+from venus_repro.verdict import DemoRun
 
 
 def test_marker_fields_and_noise():

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import venus_repro
-from driver import sandbox
+from venus_repro import sandbox
 
 pytestmark = pytest.mark.vm
 

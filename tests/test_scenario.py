@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import venus_repro
-from driver import scenario
-from driver.errors import UsageError
+from venus_repro import scenario
+from venus_repro.errors import UsageError
 
 
 def load_text(tmp_path, text: str):

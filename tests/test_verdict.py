@@ -1,8 +1,8 @@
 """Verdict checks for expected (known) failures and for demo catalogue parsing."""
 
-from driver import demos, protocol
-from driver.demos import Expect
-from driver.verdict import DemoRun, expected_failure_checks
+from venus_repro import demos, protocol
+from venus_repro.demos import Expect
+from venus_repro.verdict import DemoRun, expected_failure_checks
 
 
 def run(text: str, status: int) -> DemoRun:

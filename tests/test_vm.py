@@ -120,7 +120,7 @@ def _start_run(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     # As from a terminal: SIGINT at its default even if this suite was started in the
     # background (a non-interactive shell's `cmd &` ignores SIGINT, and children inherit that).
     proc = subprocess.Popen(
-        [sys.executable, "-m", "driver", "run", "--json", "--demo", "test_tri", "--run-dir", str(run_dir)],
+        [sys.executable, "-m", "venus_repro", "run", "--json", "--demo", "test_tri", "--run-dir", str(run_dir)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
@@ -161,7 +161,7 @@ def test_qemu_crash_is_a_failed_run(provisioned, tmp_path, no_leftovers):
 
 def test_boot_gives_an_interactive_console(provisioned, tmp_path, no_leftovers):
     child = pexpect.spawn(
-        sys.executable, ["-m", "driver", "boot", "--run-dir", str(tmp_path / "boot")],
+        sys.executable, ["-m", "venus_repro", "boot", "--run-dir", str(tmp_path / "boot")],
         cwd=str(REPO), timeout=180, encoding="utf-8", codec_errors="replace",
     )  # fmt: skip
     try:
@@ -181,7 +181,7 @@ def test_warm_cache_needs_no_network(provisioned, tmp_path, no_leftovers):
     """With the cache provisioned, a run works in a network namespace with no interfaces."""
     run_dir = tmp_path / "offline"
     proc = subprocess.run(
-        ["unshare", "--net", sys.executable, "-m", "driver", "run", "--json", "--demo", "test_tri", "--run-dir", str(run_dir)],
+        ["unshare", "--net", sys.executable, "-m", "venus_repro", "run", "--json", "--demo", "test_tri", "--run-dir", str(run_dir)],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]

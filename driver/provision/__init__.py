@@ -23,7 +23,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .. import demos, log, sandbox, shims
+from .. import demos, log, resources, sandbox, shims
 from ..errors import ProvisionError
 from ..profile import Profile, cache_dir, host_debian_arch
 from . import initramfs, kernel, sysroot
@@ -31,7 +31,6 @@ from .apt import AptRepo, Pin
 from .lock import Lock, set_digest
 from .store import DebStore
 
-INIT_SCRIPT = Path(__file__).resolve().parent.parent / "guest" / "init.sh"
 GUEST_MODULE_DIR = "lib/venus-repro/modules"
 GUEST_BIN_DIR = "opt/venus-repro/bin"
 LVP_ICD = "/usr/share/vulkan/icd.d/lvp_icd.json"
@@ -197,7 +196,7 @@ class Provisioner:
         return final / f"{shims.RING_WAKE}.so"
 
     def initramfs(self, guest_root: Path, kernel_dir: Path | None, demo_dir: Path) -> Path:
-        init = INIT_SCRIPT.read_bytes()
+        init = resources.GUEST_INIT.read_bytes()
         key = hashlib.sha256(
             b"\0".join([guest_root.name.encode(), str(kernel_dir).encode(), demo_dir.name.encode(), init])
         ).hexdigest()[:16]
