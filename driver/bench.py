@@ -22,12 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import demos, doctor, log, protocol
+from . import demos, doctor, log, protocol, scenario
 from .errors import VenusReproError
-from .machine import Machine
+from .machine import Machine, StartCommand
 from .profile import Profile
-from .provision import Components, Provisioner
-from .run import RunOptions, guest_demo_run, guest_demo_step, run, run_host_demo
+from .provision import Components, Provisioner, components
+from .run import RunOptions, boot_and_collect, guest_demo_run, guest_demo_step, run, run_host_demo
 
 DEFAULT_DEMOS = ["test_tri", "vkcube_anim", "vkcube_zerocopy", "vkcube_copyback"]
 GOALS = {
@@ -48,9 +48,7 @@ def spread(values: list[float]) -> dict:
     }
 
 
-def _rounds(
-    c: Components, selected: list[demos.Demo], repeat: int, frames: int | None, out: Path
-) -> tuple[dict, list[dict]]:
+def _rounds(c: Components, selected: list[demos.Demo], repeat: int, out: Path) -> tuple[dict, list[dict]]:
     """One boot, ``repeat`` rounds of guest/host pairs.
 
     Returns ({demo: {"guest": [...], "host": [...]}} of the rounds that passed on
@@ -65,32 +63,25 @@ def _rounds(
         for d in selected:
             name = f"{d.name}-r{r}"
             plan.append(protocol.Sync(name))
-            plan.append(guest_demo_step(d, name, None, frames))
-    exchange = out / "exchange.img"
-    machine = Machine(c, out, exchange=exchange)
-    machine.exchange_in = protocol.write_exchange(exchange, plan)
+            plan.append(guest_demo_step(d, name, None))
+    start = StartCommand(c, out, exchange=out / "exchange.img")
+    start.exchange_in = protocol.write_exchange(start.exchange, plan)
     host_fps: dict[str, float] = {}
-    with machine:
-        machine.start()
-        machine.wait_for_marker("init", 120)
-        machine.wait_for_marker("gpu", 60)
+
+    def drive(machine: Machine) -> None:
         for r in range(repeat):
             for d in selected:
                 sync = machine.wait_for_marker("sync", 60)
-                host = run_host_demo(c, d, host_out, frames, save_frame=False, name=sync.get("name"))
+                host = run_host_demo(c, d, host_out, save_frame=False, name=sync.get("name"))
                 if host.outcome == "pass":
                     host_fps[host.name] = float(host.result["fps"])
                 machine.send_console("go")
                 end = machine.wait_for_marker("step-end", d.timeout + 30)
                 log.info(f"round {r + 1}/{repeat} {d.name}: host {host.outcome}, guest exit status {end.get('status')}")
-        machine.wait_for_marker("poweroff", 60)
-        machine.wait_for_shutdown(30)
-    results = protocol.read_exchange(exchange) or {}
-    exchange.unlink(missing_ok=True)
-    guest_dir = out / "guest"
-    guest_dir.mkdir(exist_ok=True)
-    for name, data in results.items():
-        (guest_dir / name).write_bytes(data)
+
+    results, failure = boot_and_collect(Machine(start), drive, 120, out, {})
+    if failure is not None:
+        raise VenusReproError(f"bench: the efficiency rounds failed: {failure}; see {out}")
     fps: dict[str, dict[str, list[float]]] = {d.name: {"guest": [], "host": []} for d in selected}
     failures = []
     for r in range(repeat):
@@ -110,6 +101,7 @@ def _rounds(
 
 def bench(profile: Profile, selected: list[demos.Demo], repeat: int, frames: int | None, run_dir: Path, cold: bool) -> dict:
     report: dict = {"profile": profile.name, "repeat": repeat, "frames": frames, "run_dir": str(run_dir)}
+    selected = [demos.with_frames(d, frames) for d in selected]
     if cold:
         with log.nested("cold set-up: provisioning into an empty cache"):
             tmp = Path(tempfile.mkdtemp(prefix="venus-repro-cold-"))
@@ -123,7 +115,8 @@ def bench(profile: Profile, selected: list[demos.Demo], repeat: int, frames: int
         verdicts = []
         report["failed_verdict_runs"] = []
         for i in range(max(1, min(repeat, 3))):
-            result = run(RunOptions(profile=profile, demos=demos.select(None), run_dir=run_dir / f"verdict-{i}"))
+            default = scenario.load("venus-demos").override(profile=profile.name)
+            result = run(RunOptions(default, profile, run_dir=run_dir / f"verdict-{i}"))
             if result["verdict"] == "pass":
                 verdicts.append(result["timings"])
             else:
@@ -136,12 +129,12 @@ def bench(profile: Profile, selected: list[demos.Demo], repeat: int, frames: int
         key: spread([t[key] for t in verdicts])
         for key in ("total_s", "preflight_s", "host_demos_s", "qemu_start_to_init_s", "vm_s")
     }
-    c = Provisioner(profile).provision()
-    failed = [ch for ch in doctor.preflight(c, Machine(c, run_dir)) if ch.status == doctor.FAIL]
+    c = components(profile)
+    failed = [ch for ch in doctor.preflight(c, StartCommand(c, run_dir)) if ch.status == doctor.FAIL]
     if failed:
         raise VenusReproError(f"bench: preflight failed: {failed[0].line()}")
     with log.nested(f"efficiency: {repeat} rounds of {', '.join(d.name for d in selected)} (guest and host alternately)"):
-        fps, report["failed_rounds"] = _rounds(c, selected, repeat, frames, run_dir / "rounds")
+        fps, report["failed_rounds"] = _rounds(c, selected, repeat, run_dir / "rounds")
     report["demos"] = {}
     for name, pair in fps.items():
         if not pair["guest"]:
@@ -209,14 +202,19 @@ def render(report: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(report: dict, path: Path) -> Path:
-    try:
-        import matplotlib
+def plotting_available() -> bool:
+    """Whether ``plot`` can draw (matplotlib, the ``bench`` extra): asked before anything is measured."""
+    import importlib.util
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise VenusReproError("bench needs matplotlib for its plot: pip install 'venus-repro[bench]'") from None
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def plot(report: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 2]})
     names = list(report["demos"])
     med = [report["demos"][n]["efficiency"]["median"] for n in names]

@@ -10,73 +10,15 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import tarfile
 import tempfile
 from pathlib import Path
-
-import yaml
 
 from . import log
 from .errors import UsageError
 from .profile import PROFILES, Profile
 
 SKIP = {"exchange.img", "render-server"}
-
-
-def effective_scenario(opts) -> str:
-    """The scenario that actually ran (command-line overrides applied), as YAML."""
-    steps = []
-    for d in opts.demos:
-        step: dict = {"demo": d.name, "timeout": d.timeout}
-        args = list(d.args)
-        if opts.frames is not None:
-            step["frames"] = opts.frames
-        elif "--frames" in args:
-            step["frames"] = int(args[args.index("--frames") + 1])
-        step["expect"] = {k: v for k, v in vars(d.expect).items() if v is not None} if d.expect else "pass"
-        if d.name in opts.min_fps:
-            step["min_fps"] = opts.min_fps[d.name]
-        steps.append(step)
-    for p in opts.programs:
-        expect: dict = {"exit": p.exit} if p.exit is not None else {}
-        if p.stdout:
-            expect["stdout"] = list(p.stdout)
-        if p.stderr:
-            expect["stderr"] = list(p.stderr)
-        steps.append({"program": list(p.argv), "name": p.name, "env": dict(p.env), "timeout": p.timeout, "expect": expect})
-    doc: dict = {"name": opts.scenario.name if opts.scenario else "ad-hoc", "profile": opts.profile.name}
-    if opts.kernel_image is not None:
-        doc["kernel"] = {"image": str(opts.kernel_image)}
-    elif opts.kernel_flavour:
-        doc["kernel"] = {"flavour": opts.kernel_flavour}
-    if opts.page_size:
-        doc["page_size"] = opts.page_size
-    machine = {k: v for k, v in (("display", opts.display), ("gpu_options", opts.gpu_options)) if v}
-    if opts.host_env:
-        machine["host_env"] = dict(opts.host_env)
-    if not opts.ring_wake:
-        machine["ring_wake"] = False
-    if machine:
-        doc["machine"] = machine
-    if opts.components:
-        doc["components"] = {k: str(v) for k, v in sorted(opts.components.items())}
-    if opts.files:
-        doc["files"] = [{"src": f"files/{dest}", "dest": dest} for _, dest in opts.files]
-    if opts.guest_packages:
-        doc["guest_packages"] = list(opts.guest_packages)  # pinned in scenario.lock.json beside it
-    doc["steps"] = steps
-    if opts.expect_findings:
-        doc["expect_findings"] = list(opts.expect_findings)
-    return "# The scenario as this run executed it (written by venus-repro).\n" + yaml.safe_dump(doc, sort_keys=False)
-
-
-def save_scenario(opts, run_dir: Path) -> None:
-    (run_dir / "scenario.yaml").write_text(effective_scenario(opts))
-    if opts.files:
-        (run_dir / "files").mkdir(exist_ok=True)
-        for src, dest in opts.files:
-            shutil.copyfile(src, run_dir / "files" / dest)
 
 
 def bundle(run_dir: Path, out: Path | None, profile: Profile) -> Path:
@@ -126,5 +68,5 @@ def replay(path: Path, run_dir: Path | None) -> tuple[dict, dict, Path]:
     prof = profile.load(str(profile_yaml))
     sc = scenario.load(str(original / "scenario.yaml"))
     log.info(f"replaying scenario {sc.name} from {path} (original run: {original})")
-    result = run(RunOptions.from_scenario(sc, prof, run_dir=run_dir or new_run_dir(None, prof)))
+    result = run(RunOptions(sc, prof, run_dir=run_dir or new_run_dir(None, prof)))
     return result, compare.compare(original, Path(result["run_dir"])), original

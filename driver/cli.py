@@ -8,7 +8,6 @@ Exit status: 0 every expected outcome held · 1 the verdict failed ·
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import tempfile
@@ -33,13 +32,10 @@ def _add_manifest(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _provision(prof, kernel_flavour: str | None, kernel_image: Path | None):
-    """The components: provisioned from the lock (Debian), or read from the nix manifest."""
-    from .provision import Provisioner, manifest
+def _profile(name: str, manifest: Path | None):
+    from .provision import load_profile
 
-    if prof.manifest is not None:
-        return manifest.components(prof, kernel_flavour, kernel_image)
-    return Provisioner(prof).provision(kernel_flavour, kernel_image)
+    return load_profile(name, manifest)
 
 
 def _no_manifest(prof, what: str) -> None:
@@ -209,7 +205,7 @@ def run_options(args):
     from .run import RunOptions
 
     sc = scenario.load(args.scenario or "venus-demos")
-    prof = profile.load(args.profile or sc.profile, args.manifest)
+    prof = _profile(args.profile or sc.profile, args.manifest)
     if args.kernel is not None and args.kernel_flavour is not None:
         raise VenusReproError("--kernel and --kernel-flavour exclude each other")
     if args.kernel is not None:
@@ -220,40 +216,32 @@ def run_options(args):
         raise VenusReproError("--frames must be a positive number")
     if args.timeout is not None and args.timeout <= 0:
         raise VenusReproError("--timeout must be a positive number of seconds")
-    opts = RunOptions.from_scenario(
-        sc,
-        prof,
-        run_dir=args.run_dir,
-        boot_timeout=args.boot_timeout,
+    sc = sc.override(
+        profile=prof.name,
+        demos=demos.select(args.demo) if args.demo else None,
         frames=args.frames,
+        timeout=args.timeout,
+        kernel_flavour=args.kernel_flavour,
+        kernel_image=args.kernel,
         display=args.display,
         gpu_options=args.gpu_options,
-        no_preflight=args.no_preflight or None,
+        host_env=_host_env(args.host_env),
+        components=_components(args),
         ring_wake=getattr(args, "ring_wake", None),
     )
-    if args.kernel is not None or args.kernel_flavour is not None:
-        opts = dataclasses.replace(opts, kernel_image=args.kernel, kernel_flavour=args.kernel_flavour)
-    if args.demo:  # --demo replaces the scenario's steps
-        opts = dataclasses.replace(opts, demos=demos.select(args.demo), programs=[], min_fps={})
-    if args.timeout is not None:
-        opts = dataclasses.replace(opts, demos=[dataclasses.replace(d, timeout=args.timeout) for d in opts.demos])
-    if args.host_env:
-        opts = dataclasses.replace(opts, host_env={**opts.host_env, **_host_env(args.host_env)})
-    if _components(args):
-        opts = dataclasses.replace(opts, components={**opts.components, **_components(args)})
-    prof.kernel_flavour(opts.kernel_flavour if opts.kernel_image is None else None)
+    prof.kernel_flavour(sc.kernel_flavour if sc.kernel_image is None else None)
     if sc.guest_packages:  # a missing or stale scenario lock is refused before any run starts
         from .provision import lock
 
         lock.extra_guest_pins(prof, lock.Lock.load(prof), sc.guest_packages, sc.path)
-    return opts
+    return RunOptions(sc, prof, run_dir=args.run_dir, boot_timeout=args.boot_timeout, no_preflight=args.no_preflight)
 
 
 def cmd_bench(args) -> int:
     from . import bench
     from .run import new_run_dir
 
-    prof = profile.load(args.profile, args.manifest)
+    prof = _profile(args.profile, args.manifest)
     _no_manifest(prof, "bench")
     if args.repeat <= 0:
         raise VenusReproError("--repeat must be a positive number")
@@ -263,23 +251,28 @@ def cmd_bench(args) -> int:
     for d in selected:
         if d.expect is not None:
             raise VenusReproError(f"bench: {d.name} is a known failure; it has no frame rate to measure")
+    plotting = bench.plotting_available()
+    if not plotting:
+        log.warn("matplotlib is not installed (pip install 'venus-repro[bench]'): bench.json only, the plot is skipped")
     run_dir = new_run_dir(args.run_dir, prof)
     report = bench.bench(prof, selected, args.repeat, args.frames, run_dir, args.cold)
-    report["plot"] = str(bench.plot(report, run_dir / "bench.png"))
+    report["plot"] = str(bench.plot(report, run_dir / "bench.png")) if plotting else None
     (run_dir / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2) if args.json else bench.render(report) + f"\nplot: {report['plot']}")
+    plot = report["plot"] or "skipped (matplotlib is not installed)"
+    print(json.dumps(report, indent=2) if args.json else bench.render(report) + f"\nplot: {plot}")
     return 0
 
 
 def cmd_fingerprint(args) -> int:
     from . import fingerprint
-    from .machine import Machine
+    from .machine import StartCommand
+    from .provision import components
 
-    prof = profile.load(args.profile, args.manifest)
+    prof = _profile(args.profile, args.manifest)
     prof.kernel_flavour(args.kernel_flavour)
-    c = _provision(prof, args.kernel_flavour, args.kernel)
+    c = components(prof, args.kernel_flavour, args.kernel)
     with tempfile.TemporaryDirectory(prefix="venus-repro-fp-") as tmp:
-        fp = fingerprint.fingerprint(c, Machine(c, Path(tmp)), profile.cache_dir())
+        fp = fingerprint.fingerprint(c, StartCommand(c, Path(tmp)), profile.cache_dir())
     if args.json:
         print(json.dumps(fp, indent=2))
     else:
@@ -331,22 +324,23 @@ def cmd_replay(args) -> int:
 
 def cmd_doctor(args) -> int:
     from . import doctor
-    from .machine import Machine
+    from .machine import StartCommand
+    from .provision import components
 
-    prof = profile.load(args.profile, args.manifest)
+    prof = _profile(args.profile, args.manifest)
     prof.kernel_flavour(args.kernel_flavour)
     if args.kernel is not None:
         from .provision.kernel import read_image
 
         read_image(args.kernel)
     env = _host_env(args.host_env)
-    c = _provision(prof, args.kernel_flavour, args.kernel)
+    c = components(prof, args.kernel_flavour, args.kernel)
     with tempfile.TemporaryDirectory(prefix="venus-repro-doctor-") as tmp:
-        machine = Machine(
+        start = StartCommand(
             c, Path(tmp), display=args.display, gpu_options=args.gpu_options, env=env, overrides=_components(args),
             ring_wake=args.ring_wake is not False,
         )
-        checks = doctor.preflight(c, machine, c.accel)
+        checks = doctor.preflight(c, start, c.accel)
         stderr_lines = [ch.line() for ch in checks]
     failed = [ch for ch in checks if ch.status == doctor.FAIL]
     if args.json:
@@ -367,21 +361,24 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_boot(args) -> int:
-    from .machine import Machine
+    from .machine import Machine, StartCommand
+    from .provision import components
     from .run import new_run_dir
 
-    prof = profile.load(args.profile, args.manifest)
-    c = _provision(prof, args.kernel_flavour, args.kernel)
+    prof = _profile(args.profile, args.manifest)
+    c = components(prof, args.kernel_flavour, args.kernel)
     run_dir = new_run_dir(args.run_dir, prof)
     log.info(f"booting {c.kernel_flavour} kernel ({c.kernel_release or c.kernel.path}); run directory {run_dir}")
     log.info("serial console attached: 'exit' in the guest powers off; Ctrl-A x quits QEMU")
-    status = Machine(c, run_dir, mode="shell").interact()
+    status = Machine(StartCommand(c, run_dir, mode="shell")).interact()
     return 0 if status == 0 else 1
 
 
 def cmd_provision(args) -> int:
-    prof = profile.load(args.profile, args.manifest)
-    c = _provision(prof, args.kernel_flavour, None)
+    from .provision import components
+
+    prof = _profile(args.profile, args.manifest)
+    c = components(prof, args.kernel_flavour)
     info = {
         "profile": prof.name,
         "host_root": str(c.host_root),
@@ -408,7 +405,7 @@ def cmd_lock(args) -> int:
         from . import scenario
 
         sc = scenario.load(str(args.scenario))
-        prof = profile.load(args.profile if args.profile != "debian-trixie" else sc.profile, args.manifest)
+        prof = _profile(args.profile if args.profile != "debian-trixie" else sc.profile, args.manifest)
         _no_manifest(prof, "lock")
         base = lock.Lock.load(prof)
         if not sc.guest_packages:
@@ -421,7 +418,7 @@ def cmd_lock(args) -> int:
         print(tabulate(changes, headers=["set", "package", "was", "now"], tablefmt="simple") if changes else "no changes")
         print(f"{lock.scenario_lock_path(sc.path)}: review and keep it beside the scenario")
         return 0
-    prof = profile.load(args.profile, args.manifest)
+    prof = _profile(args.profile, args.manifest)
     _no_manifest(prof, "lock")
     if not args.refresh:
         lk = lock.Lock.load(prof)

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from . import sandbox
-from .machine import Machine
+from .machine import StartCommand
 from .provision import Components
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -77,13 +77,13 @@ def kernel_checks(c: Components, accel: str) -> list[Check]:
     return checks
 
 
-def qemu_checks(c: Components, machine: Machine, accel: str) -> list[Check]:
+def qemu_checks(c: Components, start: StartCommand, accel: str) -> list[Check]:
     checks = []
-    binds = machine.override_binds()
-    version = sandbox.run(c.host_root, [machine.qemu_binary, "--version"], binds=binds, timeout=30)
+    binds = start.override_binds()
+    version = sandbox.run(c.host_root, [start.qemu_binary, "--version"], binds=binds, timeout=30)
     first = (version.stdout.splitlines() or ["?"])[0]
     checks.append(Check("qemu", OK if version.returncode == 0 else FAIL, first, "" if version.returncode == 0 else "install qemu-system-arm"))
-    props = sandbox.run(c.host_root, [machine.qemu_binary, "-device", "virtio-gpu-gl-pci,help"], binds=binds, timeout=30)
+    props = sandbox.run(c.host_root, [start.qemu_binary, "-device", "virtio-gpu-gl-pci,help"], binds=binds, timeout=30)
     missing = [p for p in ("venus", "blob", "hostmem") if not re.search(rf"^\s*{p}=", props.stdout, re.M)]
     checks.append(
         Check(
@@ -94,7 +94,7 @@ def qemu_checks(c: Components, machine: Machine, accel: str) -> list[Check]:
         )
     )
     for a in _accelerators():
-        probe = machine.probe(accel=a, device=False)
+        probe = start.probe(accel=a, device=False)
         usable = probe.returncode == 0
         why = (probe.stderr.strip().splitlines() or ["failed"])[-1]
         status = OK if usable else (FAIL if a == accel else WARN)
@@ -106,13 +106,13 @@ def qemu_checks(c: Components, machine: Machine, accel: str) -> list[Check]:
                 "" if usable or a != accel else "choose an accelerator that works here",
             )
         )
-    probe = machine.probe(accel=accel, device=True)
+    probe = start.probe(accel=accel, device=True)
     stderr = [l for l in probe.stderr.splitlines() if l.strip()]
     checks.append(
         Check(
             "gpu device and GL display",
             OK if probe.returncode == 0 else FAIL,
-            f"virtio-gpu-gl-pci,{machine.gpu_options} realized on -display {machine.display}"
+            f"virtio-gpu-gl-pci,{start.gpu_options} realized on -display {start.display}"
             if probe.returncode == 0
             else " | ".join(stderr[-2:]) or f"QEMU exited with {probe.returncode}",
             "" if probe.returncode == 0 else "see the finding below",
@@ -121,10 +121,10 @@ def qemu_checks(c: Components, machine: Machine, accel: str) -> list[Check]:
     return checks
 
 
-def renderer_checks(c: Components, machine: Machine) -> list[Check]:
+def renderer_checks(c: Components, start: StartCommand) -> list[Check]:
     checks = []
-    binds = machine.override_binds()
-    lib = machine.virglrenderer_library
+    binds = start.override_binds()
+    lib = start.virglrenderer_library
     has_venus = lib is not None and lib.exists() and b"VKR_DEBUG" in lib.read_bytes()
     checks.append(
         Check(
@@ -134,8 +134,8 @@ def renderer_checks(c: Components, machine: Machine) -> list[Check]:
             "" if has_venus else "use virglrenderer built with -Dvenus=true",
         )
     )
-    server = machine.render_server
-    inside = machine.host_path("render_server", server)
+    server = start.render_server
+    inside = start.host_path("render_server", server)
     usable = inside.is_file() and os.access(inside, os.X_OK)
     checks.append(
         Check(
@@ -145,7 +145,7 @@ def renderer_checks(c: Components, machine: Machine) -> list[Check]:
             "" if usable else "install virgl-server (/usr/libexec/virgl_render_server) or fix RENDER_SERVER_EXEC_PATH",
         )
     )
-    icd = machine.environment()["VK_DRIVER_FILES"]
+    icd = start.environment()["VK_DRIVER_FILES"]
     info = sandbox.run(c.host_root, [c.vulkaninfo, "--summary"], env={"VK_DRIVER_FILES": icd}, binds=binds, timeout=60)
     devices = re.findall(r"deviceName\s*=\s*(.+)", info.stdout)
     checks.append(
@@ -160,8 +160,8 @@ def renderer_checks(c: Components, machine: Machine) -> list[Check]:
     return checks
 
 
-def preflight(c: Components, machine: Machine, accel: str = "tcg") -> list[Check]:
-    return kernel_checks(c, accel) + qemu_checks(c, machine, accel) + renderer_checks(c, machine)
+def preflight(c: Components, start: StartCommand, accel: str = "tcg") -> list[Check]:
+    return kernel_checks(c, accel) + qemu_checks(c, start, accel) + renderer_checks(c, start)
 
 
 def write_log(checks: list[Check], path: Path) -> None:

@@ -14,7 +14,7 @@ import os
 import platform
 from pathlib import Path
 
-from .machine import Machine
+from .machine import StartCommand
 from .provision import Components
 from .provision.store import sha256_file
 
@@ -92,32 +92,32 @@ def _icd_library(icd: Path, root: Path) -> Path | None:
     return found[0] if found else None
 
 
-def fingerprint(c: Components, machine: Machine, cache_dir: Path, scenario=None, guest_mesa: str | None = None) -> dict:
+def fingerprint(c: Components, start: StartCommand, cache_dir: Path, scenario=None, guest_mesa: str | None = None) -> dict:
     cache = HashCache(cache_dir / "hash-cache.json")
     root = c.host_root
-    ov = machine.overrides
-    server = machine.render_server
-    lib = machine.virglrenderer_library
-    icd = machine.environment()["VK_DRIVER_FILES"]
-    driver_lib = _icd_library(machine.host_path("vulkan_icd", icd), root)
+    ov = start.overrides
+    server = start.render_server
+    lib = start.virglrenderer_library
+    icd = start.environment()["VK_DRIVER_FILES"]
+    driver_lib = _icd_library(start.host_path("vulkan_icd", icd), root)
     guest_demos = c.demo_bin.parent / "guest" if c.demo_bin else None
     fp = {
         "components": {
             "qemu": {
                 "version": c.versions["qemu"],
-                "binary": machine.qemu_binary,
-                "binary_sha256": cache.sha256(machine.host_path("qemu", machine.qemu_binary)),
+                "binary": start.qemu_binary,
+                "binary_sha256": cache.sha256(start.host_path("qemu", start.qemu_binary)),
             },
             "virglrenderer": {
                 "version": c.versions["virglrenderer"] if "virglrenderer" not in ov else "override",
                 "library": str(lib) if "virglrenderer" in ov else "(profile)",
                 "library_sha256": cache.sha256(lib) if lib else None,
                 "render_server": server,
-                "render_server_sha256": cache.sha256(machine.host_path("render_server", server)),
+                "render_server_sha256": cache.sha256(start.host_path("render_server", server)),
             },
             "host_vulkan": {
                 "icd": icd,
-                "icd_sha256": cache.sha256(machine.host_path("vulkan_icd", icd)),
+                "icd_sha256": cache.sha256(start.host_path("vulkan_icd", icd)),
                 "driver": "lavapipe" if "lvp" in icd else Path(icd).stem,
                 "mesa_version": c.versions["host_mesa"],
                 "library_sha256": cache.sha256(driver_lib) if driver_lib else None,
@@ -137,16 +137,16 @@ def fingerprint(c: Components, machine: Machine, cache_dir: Path, scenario=None,
                 "guest": _dir_digest(cache, guest_demos) if guest_demos and guest_demos.is_dir() else "(in the initramfs)",
             },
             # The render server's preloaded shim changes its behaviour, so it is part of the identity.
-            "ring_wake": {"sha256": cache.sha256(machine.ring_wake) if machine.ring_wake else "off"},
+            "ring_wake": {"sha256": cache.sha256(start.ring_wake) if start.ring_wake else "off"},
         },
         "machine": {
             "qemu_machine": c.profile.qemu.machine,
             "cpu": c.profile.qemu.cpu,
             "smp": c.profile.qemu.smp,
             "memory": c.profile.qemu.memory,
-            "gpu_options": machine.gpu_options,
-            "display": machine.display,
-            "host_env": dict(sorted(machine.env_overrides.items())),
+            "gpu_options": start.gpu_options,
+            "display": start.display,
+            "host_env": dict(sorted(start.env_overrides.items())),
         },
         "host": _host(c.accel),
         "profile": c.profile.name,

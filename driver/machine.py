@@ -1,10 +1,13 @@
-"""The Machine: one QEMU guest with a Venus GPU, driven over its serial console.
+"""One QEMU guest with a Venus GPU: how to start it, and the running machine.
 
-In the manner of the NixOS test driver: ``start()``, ``wait_for_marker()`` /
-``wait_for_console_text()`` with a timeout each, ``wait_for_shutdown()``, and a
-``teardown()`` that runs on every exit path (it is a context manager).
-QEMU runs inside the provisioned host root through ``sandbox``, so its mounts
-and its render server cannot outlive it.
+In the manner of the NixOS test driver: a ``StartCommand`` resolves the
+components and options into QEMU's command line (preflight and the
+fingerprint read it without starting anything); a ``Machine`` runs it, with
+``start()``, ``wait_for_marker()`` / ``wait_for_console_text()`` with a
+timeout each, ``wait_for_shutdown()``, and a ``teardown()`` that runs on
+every exit path (it is a context manager). QEMU runs inside the provisioned
+host root through ``sandbox``, so its mounts and its render server cannot
+outlive it.
 """
 
 from __future__ import annotations
@@ -34,7 +37,16 @@ class QemuExited(MachineError):
     """QEMU exited while the driver was still waiting for the guest."""
 
 
-class Machine:
+class StartCommand:
+    """How to start one QEMU guest with a Venus GPU on this host: resolved, not started.
+
+    The components, the run directory and the machine's options become QEMU's
+    argv, its environment and the binds into the host root; ``probe`` starts
+    the same QEMU for a moment to prove it can. Preflight (doctor) and the
+    fingerprint read this; ``Machine`` runs it. (The NixOS test driver's
+    split between its start command and the machine process.)
+    """
+
     def __init__(
         self,
         components: Components,
@@ -63,16 +75,10 @@ class Machine:
         # Component overrides (host paths, bound into the root at the same path):
         # qemu (binary), virglrenderer (libvirglrenderer.so.1), render_server, vulkan_icd.
         self.overrides = dict(overrides or {})
-        # Preload the vkr_ring_wake shim into the render server (TCG only; see driver/shims.py).
+        # Preload the vkr_ring_wake shim into the render server (TCG only; see shims.py).
         self.ring_wake = self.c.ring_wake if ring_wake and self.accel == "tcg" else None
-        self.process: pexpect.spawn | None = None
-        self.started_at: float | None = None
-        self.exit_status: int | None = None
-        self.markers: list[tuple[float, str, dict[str, str]]] = []
-        self._console_log = None
 
     # --- the command line -------------------------------------------------------------
-
     def qemu_argv(self) -> list[str]:
         q = self.c.profile.qemu
         # quiet: the kernel's boot messages cost ~0.25 s on the emulated UART under
@@ -151,7 +157,7 @@ class Machine:
         wrapper = self.run_dir / "render-server"
         preload = ""
         if self.ring_wake is not None:
-            preload = f"# Under TCG, bound the Venus ring's idle wait (driver/shims.py).\nexport LD_PRELOAD={shlex.quote(str(self.ring_wake))}\n"
+            preload = f"# Under TCG, bound the Venus ring's idle wait (venus_repro/shims.py).\nexport LD_PRELOAD={shlex.quote(str(self.ring_wake))}\n"
         wrapper.write_text(
             "#!/bin/sh\n"
             "# QEMU starts virgl_render_server through this, to keep its log apart.\n"
@@ -216,15 +222,32 @@ class Machine:
             f"env {env} \\\n  {argv}\n"
         )
 
-    # --- life cycle -------------------------------------------------------------------
-
-    def start(self) -> None:
+    def prepare(self) -> list[str]:
+        """Write the render-server wrapper and qemu-cmdline.txt into the run directory; the argv to start."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._render_server_wrapper()
         self.write_command_line()
+        return self.command()
+
+
+class Machine:
+    """One running QEMU guest, driven over its serial console."""
+
+    def __init__(self, start: StartCommand):
+        self.start_command = start
+        self.run_dir = start.run_dir
+        self.process: pexpect.spawn | None = None
+        self.started_at: float | None = None
+        self.exit_status: int | None = None
+        self.markers: list[tuple[float, str, dict[str, str]]] = []
+        self._console_log = None
+
+    # --- life cycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        cmd = self.start_command.prepare()
         self._console_log = open(self.run_dir / "console.log", "wb")
         self.started_at = time.monotonic()
-        cmd = self.command()
         self.process = pexpect.spawn(
             cmd[0], cmd[1:], env={"PATH": sandbox.PATH}, timeout=None,
             preexec_fn=sandbox.set_death_signal, echo=False,  # pexpect already calls setsid
@@ -234,11 +257,7 @@ class Machine:
 
     def interact(self) -> int:
         """Attach this terminal to the serial console until QEMU exits (``boot``)."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._render_server_wrapper()
-        self.write_command_line()
-        cmd = self.command()
-        proc = subprocess.Popen(cmd, preexec_fn=sandbox.die_with_parent)
+        proc = subprocess.Popen(self.start_command.prepare(), preexec_fn=sandbox.die_with_parent)
         try:
             return proc.wait()
         except KeyboardInterrupt:

@@ -96,37 +96,6 @@ def available() -> list[str]:
     return sorted([*(p.stem for p in PROFILES.glob("*.yaml")), NIX])
 
 
-def nix(manifest: Path | None) -> Profile:
-    """The nix profile: components from the flake's manifest (``nix build .#manifest``)."""
-    from .provision.manifest import read
-
-    if manifest is None:
-        raise UsageError(
-            "the nix profile needs --manifest FILE: `nix run .#alpine-venus` passes it, "
-            "or build one with `nix build .#manifest` and pass result/manifest.json"
-        )
-    doc = read(manifest)
-    flavour = f"{doc['page_size'] // 1024}k"
-    tcg = doc["accel"] == "tcg"
-    return Profile(
-        name=NIX,
-        description=f"components from the Nix flake ({manifest})",
-        suite="",
-        lock_path=Path(manifest).resolve(),
-        page_size=doc["page_size"],
-        host_packages=(),
-        guest_arch="arm64",
-        guest_packages=(),
-        guest_drop=(),
-        kernels={flavour: doc["kernel"]},
-        default_kernel=flavour,
-        guest_modules=(),
-        # pauth-impdef is a TCG speed-up; with HVF/KVM the CPU is the host's.
-        qemu=QemuOptions(machine="virt", cpu="max,pauth-impdef=on" if tcg else "host", smp=2, memory="2G", hostmem="1G"),
-        manifest=Path(manifest).resolve(),
-    )
-
-
 def _lock_path(profile_path: Path, name: str) -> Path:
     """A lock beside a user's profile file wins; else the packaged pins/."""
     beside = profile_path.parent / name
@@ -142,11 +111,8 @@ def _require(doc: dict, key: str, kind: type, where: str):
     return value
 
 
-def load(name_or_path: str, manifest: Path | None = None) -> Profile:
-    if name_or_path == NIX:
-        return nix(manifest)
-    if manifest is not None:
-        raise UsageError(f"--manifest belongs to the nix profile (--profile nix), not to {name_or_path}")
+def load(name_or_path: str) -> Profile:
+    """A Debian profile by name or YAML path (the nix profile: provision.load_profile)."""
     path = Path(name_or_path)
     if not (path.suffix in (".yaml", ".yml") and path.exists()):
         path = PROFILES / f"{name_or_path}.yaml"

@@ -39,7 +39,8 @@ class ScenarioItem(pytest.Item):
         self.scenario_ref = scenario_ref
 
     def runtest(self) -> None:
-        from . import profile, scenario
+        from . import scenario
+        from .provision import load_profile
         from .run import RunOptions, run
 
         sc = scenario.load(self.scenario_ref)
@@ -50,7 +51,7 @@ class ScenarioItem(pytest.Item):
         while run_dir.exists():
             n += 1
             run_dir = root / f"{sc.name}-{n}"
-        result = run(RunOptions.from_scenario(sc, profile.load(sc.profile), run_dir=run_dir))
+        result = run(RunOptions(sc, load_profile(sc.profile), run_dir=run_dir))
         self.user_properties.append(("run_dir", result["run_dir"]))
         self.user_properties.append(("verdict", result["verdict"]))
         if result["verdict"] != "pass":

@@ -26,7 +26,10 @@
     expect_findings: [render-server-missing]   # the run must fail with these findings
 
 Every error names the file, the line and the field. Built-in scenarios live
-in ``data/scenarios/``.
+in ``data/scenarios/``. This module is the one home of a scenario: it is
+parsed here (``load``/``parse``), overridden from the command line here
+(``Scenario.override``), and written back out here (``dump``/``save``: the
+scenario a run actually executed, which ``bundle`` and ``replay`` carry).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import dataclasses
 import hashlib
 import os
 import re
+import shutil
 from pathlib import Path
 
 import yaml
@@ -86,7 +90,51 @@ class Scenario:
 
     @property
     def digest(self) -> str:
+        """sha256 of the scenario's source text (before any command-line override)."""
         return hashlib.sha256(self.text.encode()).hexdigest()
+
+    def override(
+        self,
+        *,
+        profile: str | None = None,
+        demos: list[demo_catalogue.Demo] | None = None,
+        frames: int | None = None,
+        timeout: int | None = None,
+        kernel_flavour: str | None = None,
+        kernel_image: Path | None = None,
+        display: str | None = None,
+        gpu_options: str | None = None,
+        host_env: dict[str, str] | None = None,
+        components: dict[str, Path] | None = None,
+        ring_wake: bool | None = None,
+    ) -> "Scenario":
+        """This scenario with the command line's overrides applied (None: keep the scenario's).
+
+        ``demos`` replaces the steps (programs and FPS floors go with them);
+        ``frames`` and ``timeout`` apply to every demo step; a kernel flavour
+        or image replaces the scenario's kernel; ``host_env`` and
+        ``components`` are merged over the scenario's.
+        """
+        sc = self
+        if demos is not None:
+            sc = dataclasses.replace(sc, demos=tuple(DemoStep(d) for d in demos), programs=())
+        if frames is not None or timeout is not None:
+            steps = []
+            for step in sc.demos:
+                demo = demo_catalogue.with_frames(step.demo, frames)
+                if timeout is not None:
+                    demo = dataclasses.replace(demo, timeout=timeout)
+                steps.append(dataclasses.replace(step, demo=demo))
+            sc = dataclasses.replace(sc, demos=tuple(steps))
+        if kernel_flavour is not None or kernel_image is not None:
+            sc = dataclasses.replace(sc, kernel_flavour=kernel_flavour, kernel_image=kernel_image)
+        replace = {"profile": profile, "display": display, "gpu_options": gpu_options, "ring_wake": ring_wake}
+        sc = dataclasses.replace(sc, **{k: v for k, v in replace.items() if v is not None})
+        if host_env:
+            sc = dataclasses.replace(sc, host_env={**sc.host_env, **host_env})
+        if components:
+            sc = dataclasses.replace(sc, components={**sc.components, **components})
+        return sc
 
 
 COMPONENTS = ("qemu", "virglrenderer", "render_server", "vulkan_icd")
@@ -341,3 +389,61 @@ def parse(text: str, path: Path | None) -> Scenario:
         page_size=page, display=display, gpu_options=gpu, host_env=host_env, ring_wake=ring_wake, components=components, files=tuple(files), guest_packages=tuple(packages),
         demos=tuple(demo_steps), programs=tuple(program_steps), expect_findings=tuple(findings),
     )  # fmt: skip
+
+
+def dump(sc: Scenario) -> str:
+    """The scenario as YAML that ``parse`` reads back: what a run executed, overrides applied.
+
+    Host files are named by where ``save`` copies them (``files/<dest>``
+    beside the written scenario), so the written scenario travels with them.
+    """
+    steps: list[dict] = []
+    for step in sc.demos:
+        d = step.demo
+        entry: dict = {"demo": d.name, "timeout": d.timeout}
+        if "--frames" in d.args:
+            entry["frames"] = int(d.args[d.args.index("--frames") + 1])
+        entry["expect"] = {k: v for k, v in vars(d.expect).items() if v is not None} if d.expect else "pass"
+        if step.min_fps is not None:
+            entry["min_fps"] = step.min_fps
+        steps.append(entry)
+    for p in sc.programs:
+        expect: dict = {"exit": p.exit} if p.exit is not None else {}
+        if p.stdout:
+            expect["stdout"] = list(p.stdout)
+        if p.stderr:
+            expect["stderr"] = list(p.stderr)
+        steps.append({"program": list(p.argv), "name": p.name, "env": dict(p.env), "timeout": p.timeout, "expect": expect})
+    doc: dict = {"name": sc.name, "profile": sc.profile}
+    if sc.kernel_image is not None:
+        doc["kernel"] = {"image": str(sc.kernel_image)}
+    elif sc.kernel_flavour:
+        doc["kernel"] = {"flavour": sc.kernel_flavour}
+    if sc.page_size:
+        doc["page_size"] = sc.page_size
+    machine: dict = {k: v for k, v in (("display", sc.display), ("gpu_options", sc.gpu_options)) if v}
+    if sc.host_env:
+        machine["host_env"] = dict(sc.host_env)
+    if not sc.ring_wake:
+        machine["ring_wake"] = False
+    if machine:
+        doc["machine"] = machine
+    if sc.components:
+        doc["components"] = {k: str(v) for k, v in sorted(sc.components.items())}
+    if sc.files:
+        doc["files"] = [{"src": f"files/{dest}", "dest": dest} for _, dest in sc.files]
+    if sc.guest_packages:
+        doc["guest_packages"] = list(sc.guest_packages)  # pinned in scenario.lock.json beside it
+    doc["steps"] = steps
+    if sc.expect_findings:
+        doc["expect_findings"] = list(sc.expect_findings)
+    return "# The scenario as this run executed it (written by venus-repro).\n" + yaml.safe_dump(doc, sort_keys=False)
+
+
+def save(sc: Scenario, run_dir: Path) -> None:
+    """``run_dir/scenario.yaml`` (``dump``) and the host files it puts into the guest, under ``files/``."""
+    (run_dir / "scenario.yaml").write_text(dump(sc))
+    if sc.files:
+        (run_dir / "files").mkdir(exist_ok=True)
+        for src, dest in sc.files:
+            shutil.copyfile(src, run_dir / "files" / dest)

@@ -9,9 +9,10 @@ driver, and its frame is bit-identical to the same demo on host lavapipe.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from .codes import vk_result_name
-from .protocol import DemoOutput
+from .protocol import DemoOutput, parse_demo_output
 
 
 @dataclasses.dataclass
@@ -156,8 +157,6 @@ class ProgramRun:
 
 
 def program_checks(run: ProgramRun, step) -> list[Check]:
-    import re
-
     n = run.name
     if run.exit_status is None:
         return [Check(f"{n}: ran", False, "did not run (the guest never reached it)")]
@@ -171,3 +170,97 @@ def program_checks(run: ProgramRun, step) -> list[Check]:
             detail = f"'{found.group(0)}'" if found else "not found"
             checks.append(Check(f"{n}: {stream} matches /{pattern}/", found is not None, detail))
     return checks
+
+
+def _demo_row(demo, g: DemoRun, h: DemoRun) -> dict:
+    """One demo's entry in result.json."""
+    return {
+        "name": demo.name,
+        "outcome": g.outcome,
+        "expected": dataclasses.asdict(demo.expect) if demo.expect else {"outcome": "pass"},
+        "failure": g.failure() or None,
+        "vk_result": g.vk_result,
+        "call": g.failed_call,
+        "checksum": g.result.get("checksum"),
+        "host_checksum": h.result.get("checksum"),
+        "checksum_match": (g.result.get("checksum") == h.result.get("checksum"))
+        if g.outcome == "pass" and h.outcome == "pass"
+        else None,
+        "fps": g.result.get("fps"),
+        "host_fps": h.result.get("fps"),
+        "frames": g.result.get("frames"),
+        "size": f"{g.result.get('width')}x{g.result.get('height')}" if g.result else None,
+        "device": g.result.get("device"),
+        "driver": g.result.get("driver"),
+        "host_device": h.result.get("device"),
+        "guest_exit_status": g.exit_status,
+        "guest_duration_s": g.duration_s,
+        "frame_png": g.frame_png,
+        "host_frame_png": h.frame_png,
+    }
+
+
+def assemble(
+    scenario,
+    facts: dict[str, str],
+    guest: dict,
+    host: dict[str, DemoRun] | None,
+    failure: str | None,
+    required_page_size: int,
+    kernel_desc: str,
+) -> dict:
+    """The verdict of one run: its checks, and the guest, demo and program entries of result.json.
+
+    ``guest`` maps each step's name to its DemoRun or ProgramRun; ``host``
+    maps demo names to the host's reference runs (None: this profile has no
+    host reference, so no frame is compared).
+    """
+    page_kb = facts.get("page_size_kb", "")
+    page = int(page_kb) * 1024 if page_kb.isdigit() else None
+    out: dict = {
+        "guest": {
+            "page_size": page,
+            "kernel_release": facts.get("kernel_release"),
+            "render_node": facts.get("render_node"),
+            "uptime_at_finish_s": float(facts["finished_uptime"]) if "finished_uptime" in facts else None,
+        },
+        "demos": [],
+        "programs": [],
+    }
+    checks = [page_size_check(page, required_page_size, kernel_desc)]
+    for step in scenario.demos:
+        demo = step.demo
+        g = guest[demo.name]
+        h = (host or {}).get(demo.name) or DemoRun(demo.name, None, parse_demo_output(""))
+        checks += expected_failure_checks(g, demo.expect) if demo.expect else demo_checks(g, h if host is not None else None)
+        if step.min_fps is not None and g.outcome == "pass":
+            fps = float(g.result.get("fps", 0))
+            checks.append(Check(f"{demo.name}: at least {step.min_fps:g} FPS", fps >= step.min_fps, f"{fps:.0f} FPS in the guest"))
+        out["demos"].append(_demo_row(demo, g, h))
+    for prog in scenario.programs:
+        pr = guest[prog.name]
+        pchecks = program_checks(pr, prog)
+        checks += pchecks
+        failed = [ch.name.split(": ", 1)[1] for ch in pchecks if not ch.ok]
+        out["programs"].append({**pr.as_dict(), "outcome": "fail" if failed else "pass", "failed": failed})
+    if failure:
+        checks.append(Check("the guest ran to completion", False, failure))
+    out["checks"] = [ch.as_dict() for ch in checks]
+    out["verdict"] = "pass" if all(ch.ok for ch in checks) else "fail"
+    return out
+
+
+def expect_findings(result: dict, expected: tuple[str, ...]) -> None:
+    """A known bug kept as a scenario: the run passes only if it failed with these findings.
+
+    The checks that ran stay in ``observed_checks``; ``checks`` becomes the one
+    check on the findings.
+    """
+    found = [f["id"] for f in result.get("findings", [])]
+    missing = [f for f in expected if f not in found]
+    result["observed_checks"] = result["checks"]
+    detail = f"found {', '.join(found) or 'none'}"
+    if missing:
+        detail = f"missing {', '.join(missing)} ({detail}); if the bug is fixed, update the scenario"
+    result["checks"] = [Check("expected findings", not missing, detail).as_dict()]
+    result["verdict"] = "fail" if missing or result["verdict"] == "error" else "pass"

@@ -1,4 +1,7 @@
-# The driver (driver/, CLI venus-repro) as a Python application.
+# The driver (source folder driver/, imported as venus_repro, CLI venus-repro)
+# as a Python application. The demo and shim sources ship inside the package
+# (pyproject.toml maps demos/ and shims/ into it), so the installed wheel is
+# all a run needs: no source tree at run time.
 {
   lib,
   python3Packages,
@@ -6,7 +9,7 @@
 let
   pyproject = lib.importTOML ../pyproject.toml;
 in
-python3Packages.buildPythonApplication {
+python3Packages.buildPythonApplication (finalAttrs: {
   pname = "venus-repro";
   inherit (pyproject.project) version;
   pyproject = true;
@@ -17,7 +20,7 @@ python3Packages.buildPythonApplication {
       ../README.md
       ../driver
       ../demos
-      ../tests
+      ../shims
     ];
   };
   build-system = [ python3Packages.setuptools ];
@@ -27,12 +30,14 @@ python3Packages.buildPythonApplication {
     pyyaml
     tabulate
   ];
-  # Unit tests run in `checks.unit`; the VM tests need root and QEMU (checks.vm).
+  pythonImportsCheck = [ "venus_repro" ];
+  # Unit tests run in `checks.unit`, against this installed package; the VM
+  # tests need root and QEMU (checks.vm).
   doCheck = false;
-  passthru.tests.unit = python3Packages.callPackage ./driver-tests.nix { };
+  passthru.tests.unit = python3Packages.callPackage ./driver-tests.nix { venus-repro = finalAttrs.finalPackage; };
   meta = {
     description = "Boot a Venus VM, run Vulkan demos, assert and explain the outcome";
     mainProgram = "venus-repro";
     license = lib.licenses.mit;
   };
-}
+})

@@ -13,11 +13,13 @@ Each product is built once, keyed by the digest of exactly what went into it
       initramfs/initrd-*/    the packed guest (cpio)
 
 A warm cache needs no network: apt is consulted only for missing files.
+
+The one place that decides where a run's components come from: ``load_profile``
+and ``components`` (the Debian profile's lock, or the nix profile's manifest).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import shutil
 import subprocess
@@ -25,53 +27,17 @@ from pathlib import Path
 
 from .. import demos, log, resources, sandbox, shims
 from ..errors import ProvisionError
+from .. import profile as profiles
+from ..errors import UsageError
 from ..profile import Profile, cache_dir, host_debian_arch
-from . import initramfs, kernel, sysroot
+from . import initramfs, kernel, manifest, sysroot
 from .apt import AptRepo, Pin
-from .lock import Lock, set_digest
+from .components import GUEST_BIN_DIR, Components
+from .lock import Lock, extra_guest_pins, set_digest
 from .store import DebStore
 
 GUEST_MODULE_DIR = "lib/venus-repro/modules"
-GUEST_BIN_DIR = "opt/venus-repro/bin"
-LVP_ICD = "/usr/share/vulkan/icd.d/lvp_icd.json"
-QEMU = "/usr/bin/qemu-system-aarch64"
-RENDER_SERVER = "/usr/libexec/virgl_render_server"
 _GNU_ARCH = {"amd64": "x86_64", "arm64": "aarch64"}
-
-
-@dataclasses.dataclass
-class Components:
-    """Everything a run uses, with the identities the result records.
-
-    Host programs run inside ``host_root`` (the Debian profile's unpacked root,
-    entered with chroot; ``/`` for the nix profile, whose store paths are
-    self-contained): ``qemu``, ``render_server``, ``vulkan_icd``,
-    ``virglrenderer`` and ``vulkaninfo`` are paths as seen there. The kernel,
-    initramfs, demos and shim are host paths, bound in at the same path.
-    """
-
-    profile: Profile
-    lock_digest: str  # sha256 of what pins the components: the lock file, or the Nix manifest
-    host_root: Path
-    host_arch: str
-    kernel: kernel.ImageInfo
-    kernel_flavour: str
-    kernel_release: str | None
-    initramfs: Path
-    demo_bin: Path | None  # host builds of the demos (the reference frames); None: no reference
-    versions: dict[str, str]
-    ring_wake: Path | None = None  # the vkr_ring_wake shim for the render server (see driver/shims.py)
-    qemu: str = QEMU
-    render_server: str = RENDER_SERVER
-    vulkan_icd: str = LVP_ICD
-    virglrenderer: str | None = None  # libvirglrenderer.so.1 (QEMU's GL module links it)
-    vulkaninfo: str = "vulkaninfo"
-    accel: str = "tcg"
-    display: str = "sdl,gl=on"
-
-    def inside(self, path: str | Path) -> Path:
-        """The host path of ``path`` as seen inside the host root."""
-        return self.host_root / str(path).lstrip("/")
 
 
 class Provisioner:
@@ -282,3 +248,28 @@ class Provisioner:
                 (f"/{p.relative_to(host_root)}" for p in sorted((host_root / "usr/lib").glob("*/libvirglrenderer.so.1"))), None
             ),
         )
+
+
+def load_profile(name_or_path: str, manifest_path: Path | None = None) -> Profile:
+    """A profile by name or YAML path; ``nix`` reads the flake's manifest instead."""
+    if name_or_path == profiles.NIX:
+        return manifest.profile(manifest_path)
+    if manifest_path is not None:
+        raise UsageError(f"--manifest belongs to the nix profile (--profile nix), not to {name_or_path}")
+    return profiles.load(name_or_path)
+
+
+def components(
+    profile: Profile,
+    kernel_flavour: str | None = None,
+    kernel_image: Path | None = None,
+    guest_packages: tuple[str, ...] = (),
+    scenario_path: Path | None = None,
+) -> Components:
+    """The run's components: provisioned from the lock (Debian), or read from the nix manifest."""
+    if profile.manifest is not None:
+        if guest_packages:
+            raise UsageError("the nix profile takes no guest packages: its guest is the flake's initramfs")
+        return manifest.components(profile, kernel_flavour, kernel_image)
+    prov = Provisioner(profile)
+    return prov.provision(kernel_flavour, kernel_image, extra_guest_pins(profile, prov.lock, guest_packages, scenario_path))

@@ -22,8 +22,9 @@ import platform
 from pathlib import Path
 
 from ..errors import UsageError
-from ..profile import Profile
-from . import Components, kernel
+from ..profile import NIX, Profile, QemuOptions
+from . import kernel
+from .components import Components
 
 FORMAT = 1
 _INSIDE = ("qemu", "render_server", "vulkan_icd")
@@ -81,6 +82,35 @@ def read(path: Path) -> dict:
         if value is not None and not Path(value).exists():
             raise UsageError(f"{where}: {key} {value} does not exist")
     return doc
+
+
+def profile(manifest: Path | None) -> Profile:
+    """The nix profile: components from the flake's manifest (``nix build .#manifest``)."""
+    if manifest is None:
+        raise UsageError(
+            "the nix profile needs --manifest FILE: `nix run .#alpine-venus` passes it, "
+            "or build one with `nix build .#manifest` and pass result/manifest.json"
+        )
+    doc = read(manifest)
+    flavour = f"{doc['page_size'] // 1024}k"
+    tcg = doc["accel"] == "tcg"
+    return Profile(
+        name=NIX,
+        description=f"components from the Nix flake ({manifest})",
+        suite="",
+        lock_path=Path(manifest).resolve(),
+        page_size=doc["page_size"],
+        host_packages=(),
+        guest_arch="arm64",
+        guest_packages=(),
+        guest_drop=(),
+        kernels={flavour: doc["kernel"]},
+        default_kernel=flavour,
+        guest_modules=(),
+        # pauth-impdef is a TCG speed-up; with HVF/KVM the CPU is the host's.
+        qemu=QemuOptions(machine="virt", cpu="max,pauth-impdef=on" if tcg else "host", smp=2, memory="2G", hostmem="1G"),
+        manifest=Path(manifest).resolve(),
+    )
 
 
 def components(profile: Profile, kernel_flavour: str | None = None, kernel_image: Path | None = None) -> Components:

@@ -1,0 +1,50 @@
+"""``Components``: everything a run uses, wherever it came from (Debian lock or Nix manifest)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from ..profile import Profile
+from .kernel import ImageInfo
+
+# Where the guest's demo binaries live inside the initramfs (both profiles).
+GUEST_BIN_DIR = "opt/venus-repro/bin"
+LVP_ICD = "/usr/share/vulkan/icd.d/lvp_icd.json"
+QEMU = "/usr/bin/qemu-system-aarch64"
+RENDER_SERVER = "/usr/libexec/virgl_render_server"
+
+
+@dataclasses.dataclass
+class Components:
+    """Everything a run uses, with the identities the result records.
+
+    Host programs run inside ``host_root`` (the Debian profile's unpacked root,
+    entered with chroot; ``/`` for the nix profile, whose store paths are
+    self-contained): ``qemu``, ``render_server``, ``vulkan_icd``,
+    ``virglrenderer`` and ``vulkaninfo`` are paths as seen there. The kernel,
+    initramfs, demos and shim are host paths, bound in at the same path.
+    """
+
+    profile: Profile
+    lock_digest: str  # sha256 of what pins the components: the lock file, or the Nix manifest
+    host_root: Path
+    host_arch: str
+    kernel: ImageInfo
+    kernel_flavour: str
+    kernel_release: str | None
+    initramfs: Path
+    demo_bin: Path | None  # host builds of the demos (the reference frames); None: no reference
+    versions: dict[str, str]
+    ring_wake: Path | None = None  # the vkr_ring_wake shim for the render server (see driver/shims.py)
+    qemu: str = QEMU
+    render_server: str = RENDER_SERVER
+    vulkan_icd: str = LVP_ICD
+    virglrenderer: str | None = None  # libvirglrenderer.so.1 (QEMU's GL module links it)
+    vulkaninfo: str = "vulkaninfo"
+    accel: str = "tcg"
+    display: str = "sdl,gl=on"
+
+    def inside(self, path: str | Path) -> Path:
+        """The host path of ``path`` as seen inside the host root."""
+        return self.host_root / str(path).lstrip("/")
