@@ -147,6 +147,10 @@ class StartCommand:
             # The render server's stderr goes to its own log (see _render_server_wrapper).
             "RENDER_SERVER_EXEC_PATH": str(self.run_dir / "render-server"),
         }
+        if self.c.egl_vendor:
+            # Where no /etc/glvnd or /usr/share/glvnd exists (a Nix build sandbox),
+            # SDL's EGL finds Mesa only through this.
+            env["__EGL_VENDOR_LIBRARY_FILENAMES"] = self.c.egl_vendor
         if "virglrenderer" in self.overrides:
             # QEMU's GL module links libvirglrenderer.so.1; this directory wins.
             env["LD_LIBRARY_PATH"] = str(self.overrides["virglrenderer"].parent)
@@ -249,7 +253,7 @@ class Machine:
         self._console_log = open(self.run_dir / "console.log", "wb")
         self.started_at = time.monotonic()
         self.process = pexpect.spawn(
-            cmd[0], cmd[1:], env={"PATH": sandbox.PATH}, timeout=None,
+            cmd[0], cmd[1:], env={"PATH": sandbox.host_path()}, timeout=None,
             preexec_fn=sandbox.set_death_signal, echo=False,  # pexpect already calls setsid
         )  # fmt: skip
         self.process.logfile_read = self._console_log

@@ -23,6 +23,8 @@ from typing import Iterable, Mapping
 
 from .errors import ProvisionError
 
+# PATH inside a Debian root (FHS). On the host (the nix profile) commands come
+# from the caller's PATH instead: a Nix build sandbox has no /usr/bin.
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 _PR_SET_PDEATHSIG = 1
@@ -89,17 +91,22 @@ def command(
         else:
             script.append(f"mkdir -p {r}{shlex.quote(str(Path(path).parent))} && touch {r}{q}")
         script.append(f"mount --bind {q} {r}{q}")
-    script.append(f"exec chroot {r} {_inner(argv, env, cwd, stdout, stderr)}")
+    envs = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", **(env or {})}
+    script.append(f"exec chroot {r} {_inner('/usr/bin/env', argv, envs, cwd, stdout, stderr)}")
     return [
         "unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private",
         "/bin/sh", "-c", "\n".join(script),
     ]  # fmt: skip
 
 
-def _inner(argv: Iterable[str], env, cwd, stdout, stderr) -> str:
+def host_path() -> str:
+    """The PATH commands are found on outside any root: the caller's (FHS when it has none)."""
+    return os.environ.get("PATH") or PATH
+
+
+def _inner(env_binary: str, argv: Iterable[str], envs: Mapping[str, str], cwd, stdout, stderr) -> str:
     """``env -i VAR=… argv…`` with redirections, as one shell word list."""
-    envs = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", **(env or {})}
-    inner = ["/usr/bin/env", "-i", *(["-C", str(cwd)] if cwd is not None else []), *(f"{k}={v}" for k, v in envs.items())]
+    inner = [env_binary, "-i", *(["-C", str(cwd)] if cwd is not None else []), *(f"{k}={v}" for k, v in envs.items())]
     tail = " ".join(shlex.quote(a) for a in [*inner, *argv])
     if stdout is not None:
         tail += f" >{shlex.quote(str(stdout))}"
@@ -109,7 +116,16 @@ def _inner(argv: Iterable[str], env, cwd, stdout, stderr) -> str:
 
 
 def _command_in_host(argv: Iterable[str], *, env, cwd, stdout, stderr) -> list[str]:
-    tail = _inner(argv, env, cwd, stdout, stderr)
+    """On the host itself (the nix profile): no FHS path is assumed, as in a Nix build sandbox.
+
+    ``env`` and ``unshare`` come from PATH; PATH and HOME are the caller's
+    unless ``env`` sets them (the sandbox's HOME is /homeless-shelter).
+    """
+    env_binary = shutil.which("env")
+    if env_binary is None:
+        raise ProvisionError("'env' is not on PATH (coreutils): venus-repro runs every component with a clean environment")
+    envs = {"PATH": host_path(), "LANG": "C.UTF-8", **({"HOME": os.environ["HOME"]} if "HOME" in os.environ else {}), **(env or {})}
+    tail = _inner(env_binary, argv, envs, cwd, stdout, stderr)
     if shutil.which("unshare") is None:
         return ["/bin/sh", "-c", f"exec {tail}"]
     user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]

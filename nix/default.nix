@@ -42,6 +42,9 @@ let
       "${moltenvk}/share/vulkan/icd.d/MoltenVK_icd.json"
     else
       "${pkgs.mesa}/share/vulkan/icd.d/lvp_icd.${host.uname.processor}.json";
+  # The EGL vendor for QEMU's SDL GL display on Linux: the build sandbox (checks.vm)
+  # has no /etc/glvnd or /usr/share/glvnd where libglvnd would look for Mesa.
+  eglVendor = if host.isLinux then "${pkgs.mesa}/share/glvnd/egl_vendor.d/50_mesa.json" else null;
   # Linux hosts run the guest under TCG, where the render server needs this shim.
   ring-wake = if host.isLinux then pkgs.callPackage ./ring-wake.nix { } else null;
   manifest = pkgs.callPackage ./manifest.nix {
@@ -51,6 +54,7 @@ let
       kernel
       host-demos
       vulkanIcd
+      eglVendor
       ring-wake
       ;
     inherit (pkgs) vulkan-tools;

@@ -10,6 +10,7 @@
   initramfs,
   host-demos,
   vulkanIcd,
+  eglVendor,
   vulkan-tools,
   ring-wake,
 }:
@@ -25,6 +26,7 @@ writeTextDir "manifest.json" (
     virglrenderer = "${virglrenderer}/lib/libvirglrenderer${stdenv.hostPlatform.extensions.sharedLibrary}";
     vulkan_icd = vulkanIcd;
     vulkaninfo = "${vulkan-tools}/bin/vulkaninfo";
+    egl_vendor = eglVendor;
     # An aarch64 kernel on every host: its target is always the arm64 Image.
     kernel = "${kernel}/Image";
     initramfs = "${initramfs}/initrd.cpio";

@@ -20,6 +20,9 @@ qemu.override (
     sdlSupport = true;
     # rutabaga (gfxstream) is another GPU stack; Venus does not use it.
     rutabagaSupport = false;
+    # Ceph (rbd block devices) is not needed, and at some nixpkgs revisions
+    # qemu defaults it on while ceph has no darwin platform: say it here.
+    cephSupport = false;
   }
   // lib.optionalAttrs stdenv.hostPlatform.isDarwin {
     # GBM and libdrm are Linux-only; with openGLSupport on, darwin must not ask

@@ -42,6 +42,9 @@ class Components:
     vulkan_icd: str = LVP_ICD
     virglrenderer: str | None = None  # libvirglrenderer.so.1 (QEMU's GL module links it)
     vulkaninfo: str = "vulkaninfo"
+    # The EGL vendor file for QEMU's GL display (__EGL_VENDOR_LIBRARY_FILENAMES);
+    # None: libglvnd's default search path (the Debian root's /usr/share/glvnd).
+    egl_vendor: str | None = None
     accel: str = "tcg"
     display: str = "sdl,gl=on"
 

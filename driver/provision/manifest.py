@@ -7,8 +7,8 @@ arm64 Image with the page size the manifest promises - and turned into the
 same ``Components`` the Debian profile provisions, so the rest of the driver
 (preflight, machine, verdict, fingerprint) is shared.
 
-Keys (format 1): ``qemu``, ``render_server``, ``vulkan_icd``, ``virglrenderer``
-and ``vulkaninfo`` are paths as seen inside ``root`` (default ``/``: store paths
+Keys (format 1): ``qemu``, ``render_server``, ``vulkan_icd``, ``virglrenderer``,
+``vulkaninfo`` and ``egl_vendor`` are paths as seen inside ``root`` (default ``/``: store paths
 are self-contained); ``kernel``, ``initramfs``, ``host_demos`` (or null) and
 ``ring_wake`` (or null) are host paths. ``page_size``, ``accel`` (hvf, kvm or
 tcg), ``system`` and ``versions`` describe them.
@@ -28,7 +28,7 @@ from .components import Components
 
 FORMAT = 1
 _INSIDE = ("qemu", "render_server", "vulkan_icd")
-_OPTIONAL_INSIDE = ("virglrenderer", "vulkaninfo")
+_OPTIONAL_INSIDE = ("virglrenderer", "vulkaninfo", "egl_vendor")
 _HOST = ("kernel", "initramfs")
 _OPTIONAL_HOST = ("host_demos", "ring_wake")
 _ACCELS = ("hvf", "kvm", "tcg")
@@ -145,6 +145,7 @@ def components(profile: Profile, kernel_flavour: str | None = None, kernel_image
         vulkan_icd=doc["vulkan_icd"],
         virglrenderer=doc.get("virglrenderer"),
         vulkaninfo=doc.get("vulkaninfo") or "vulkaninfo",
+        egl_vendor=doc.get("egl_vendor"),
         accel=doc["accel"],
         display=doc.get("display") or "sdl,gl=on",
     )

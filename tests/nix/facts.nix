@@ -1,0 +1,72 @@
+# What real nixpkgs makes of the flake's expressions, in one evaluation, for
+# tests/test_nix.py: the derivation attributes a build would use (configure and
+# meson flags, inputs, sources, patches, platforms, the kernel's merged config)
+# for every system. `nixpkgs` is a nixpkgs source tree (the snapshot in CI).
+{
+  nixpkgs,
+  repo,
+}:
+let
+  lib = import (nixpkgs + "/lib");
+  systems = [
+    "aarch64-darwin"
+    "aarch64-linux"
+    "x86_64-linux"
+  ];
+  nameOf = d: if d ? pname then d.pname else (builtins.parseDrvName d.name).name;
+  names = ds: map nameOf (builtins.filter (d: d != null && d ? name) ds);
+  kernelOptions = [
+    "ARM64_4K_PAGES"
+    "ARM64_16K_PAGES"
+    "DRM_VIRTIO_GPU"
+    "VIRTIO_PCI"
+    "VIRTIO_BLK"
+    "VIRTIO_CONSOLE"
+    "9P_FS"
+    "MODULE_SIG"
+  ];
+  facts =
+    system:
+    let
+      vr = import (repo + "/nix") { inherit nixpkgs system; };
+      p = vr.packages;
+      q = p.qemu;
+      v = p.virglrenderer;
+    in
+    {
+      packages = builtins.attrNames p;
+      checks = builtins.attrNames vr.checks;
+      qemu = {
+        inherit (q) version system;
+        configureFlags = q.configureFlags;
+        buildInputs = names q.buildInputs;
+        # The virglrenderer QEMU links is the flake's, not nixpkgs' own.
+        virglrendererIsOurs = builtins.any (d: d != null && d ? outPath && d.outPath == v.outPath) q.buildInputs;
+        available = lib.meta.availableOn q.stdenv.hostPlatform q;
+      };
+      virglrenderer = {
+        inherit (v) version system;
+        mesonFlags = v.mesonFlags;
+        patches = map (x: baseNameOf (toString x)) v.patches;
+        src = v.src.name or (baseNameOf (toString v.src));
+        buildInputs = names v.buildInputs;
+        available = lib.meta.availableOn v.stdenv.hostPlatform v;
+      };
+      kernel = {
+        inherit (p.kernel) version system;
+        config = lib.genAttrs kernelOptions (o: (p.kernel.configfile.structuredConfig.${o} or { }).tristate or null);
+      };
+      manifest = builtins.fromJSON (builtins.unsafeDiscardStringContext p.manifest.text);
+      unitCheck = {
+        command = vr.checks.unit.buildCommand;
+        inputs = names vr.checks.unit.nativeBuildInputs;
+      };
+      initramfsCommand = p.guest-initramfs.buildCommand;
+      driver = {
+        inherit (p.venus-repro) version;
+        pythonImportsCheck = p.venus-repro.pythonImportsCheck or [ ];
+        dependencies = names (p.venus-repro.propagatedBuildInputs or [ ]);
+      };
+    };
+in
+lib.genAttrs systems facts
