@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
+from test_nix_profile import debian_manifest
 
 
 def _pip(python: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -87,3 +89,72 @@ def test_a_foreign_pytest_session_with_its_own_driver_package(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "1 passed" in proc.stdout
     assert "venus-repro" in proc.stdout  # the plugin loaded (the "plugins:" line) and broke nothing
+
+
+# --- an emulated Nix build sandbox ---------------------------------------------------------
+
+# What a Nix build sandbox does not have, hidden in a private mount namespace:
+# the host's EGL and Vulkan configuration, and /usr/bin/env.
+_HIDDEN_DIRS = ("/etc/glvnd", "/usr/share/glvnd", "/etc/vulkan", "/usr/share/vulkan")
+# The commands a check gets on PATH: stdenv's coreutils (those the driver uses) and
+# util-linux (a nativeBuildInput). Copies, so none is reached through /usr/bin.
+_SANDBOX_TOOLS = ("env", "mkdir", "touch", "cat", "sh", "unshare", "mount", "chroot")
+
+
+def in_nix_like_sandbox(argv: list[str], tmp: Path, python: Path, extra_env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run ``argv`` as a Nix build would: no network, no host /usr/share/{glvnd,vulkan} or
+    /etc/{glvnd,vulkan}, no /usr/bin/env, HOME=/homeless-shelter, and PATH holding only
+    copies of the few tools a check would list and ``python``'s environment (so nothing
+    is found by an FHS path)."""
+    bin_dir = tmp / "sandbox-bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in _SANDBOX_TOOLS:
+        shutil.copy2(shutil.which(tool), bin_dir / tool)
+    hide = [f"[ ! -d {d} ] || mount -t tmpfs -o ro,mode=755 tmpfs {d}" for d in _HIDDEN_DIRS]
+    script = "\n".join(["set -e", *hide, "mount --bind /dev/null /usr/bin/env", 'exec "$@"'])
+    env = {"PATH": f"{bin_dir}:{python.parent}", "HOME": "/homeless-shelter", "TMPDIR": str(tmp), "LANG": "C.UTF-8", **extra_env}
+    return subprocess.run(
+        [shutil.which("unshare"), "--mount", "--net", "--propagation", "private", "/bin/sh", "-c", script, "sandbox", *argv],
+        cwd=tmp, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+
+
+def test_the_emulated_sandbox_hides_what_nix_hides(tmp_path):
+    probe = "import os, shutil; print(os.access('/usr/bin/env', os.X_OK), os.path.exists('/usr/share/vulkan/icd.d'), shutil.which('env'))"
+    proc = in_nix_like_sandbox(["python3", "-c", probe], tmp_path, Path(sys.executable), {})
+    assert proc.returncode == 0, proc.stderr
+    env_exec, vulkan, env_on_path = proc.stdout.split()
+    assert env_exec == "False" and vulkan == "False" and env_on_path == str(tmp_path / "sandbox-bin" / "env")
+
+
+def test_unit_tests_pass_in_an_emulated_nix_sandbox(wheel_venv, tmp_path):
+    """checks.unit, as Nix runs it: the installed package, a copy of tests/ and pyproject.toml, no source tree."""
+    src = tmp_path / "src"
+    shutil.copytree(REPO / "tests", src / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(REPO / "pyproject.toml", src)
+    _pip(wheel_venv / "bin" / "python", "install", "pytest", cwd=tmp_path)
+    proc = in_nix_like_sandbox(
+        ["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not vm and not nix", "tests",
+         "--deselect", "tests/test_install.py"],
+        src, wheel_venv / "bin" / "python", {"VENUS_REPRO_CACHE": str(tmp_path / "cache")},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and " failed" not in proc.stdout
+
+
+@pytest.mark.vm
+def test_nix_profile_run_in_an_emulated_nix_sandbox(wheel_venv, provisioned, tmp_path, no_leftovers):
+    """checks.vm, as Nix runs it: the nix profile from a manifest, the wheel's driver, the emulated sandbox."""
+    doc = debian_manifest(provisioned)
+    (tmp_path / "manifest.json").write_text(json.dumps(doc))
+    proc = in_nix_like_sandbox(
+        ["venus-repro", "run", "--profile", "nix", "--manifest", str(tmp_path / "manifest.json"), "--json",
+         "--run-dir", str(tmp_path / "run")],
+        tmp_path, wheel_venv / "bin" / "python",
+        {"VENUS_REPRO_CACHE": os.environ.get("VENUS_REPRO_CACHE", str(Path.home() / ".cache" / "venus-repro"))},
+    )  # fmt: skip
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert result["verdict"] == "pass" and result["profile"] == "nix"
+    assert [d["checksum"] == d["host_checksum"] for d in result["demos"]] == [True, True, True]

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import struct
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,17 +113,17 @@ def test_malformed_and_missing_manifests(tmp_path):
 @pytest.mark.skipif(os.geteuid() != 0, reason="private namespaces need root here")
 def test_root_slash_runs_on_the_host_in_its_own_pid_namespace():
     """Store paths are self-contained: no chroot, but still a namespace that dies with the command."""
-    proc = sandbox.run(Path("/"), ["/bin/sh", "-c", "echo $$; cat /proc/1/cmdline | tr '\\0' ' '"], timeout=30)
+    probe = "import os; print(os.getpid()); print(open('/proc/1/cmdline', 'rb').read().split(b'\\0')[1].decode())"
+    proc = sandbox.run(Path("/"), [sys.executable, "-c", probe], timeout=30)
     assert proc.returncode == 0, proc.stderr
-    pid, cmdline = proc.stdout.splitlines()
-    assert pid == "1" and cmdline.startswith("/bin/sh -c")
+    pid, arg = proc.stdout.splitlines()
+    assert pid == "1" and arg == "-c"
 
 
-@pytest.mark.vm
-def test_a_run_from_a_manifest(provisioned, tmp_path, no_leftovers):
-    """The driver's nix path end to end: every component named by a manifest, none provisioned."""
+def debian_manifest(provisioned: dict) -> dict:
+    """A manifest naming the Debian profile's provisioned components (``root`` = its host root)."""
     root = provisioned["host_root"]
-    doc = {
+    return {
         "format": 1,
         "system": manifest.host_system(),
         "root": root,
@@ -131,6 +132,7 @@ def test_a_run_from_a_manifest(provisioned, tmp_path, no_leftovers):
         "vulkan_icd": "/usr/share/vulkan/icd.d/lvp_icd.json",
         "virglrenderer": "/usr/lib/x86_64-linux-gnu/libvirglrenderer.so.1" if os.uname().machine == "x86_64" else "/usr/lib/aarch64-linux-gnu/libvirglrenderer.so.1",
         "vulkaninfo": "/usr/bin/vulkaninfo",
+        "egl_vendor": "/usr/share/glvnd/egl_vendor.d/50_mesa.json",
         "kernel": provisioned["kernel"]["path"],
         "initramfs": provisioned["initramfs"],
         "page_size": 16384,
@@ -140,8 +142,13 @@ def test_a_run_from_a_manifest(provisioned, tmp_path, no_leftovers):
         "ring_wake": provisioned["ring_wake"],
         "versions": {"qemu": "from-manifest", "virglrenderer": "from-manifest"},
     }
+
+
+@pytest.mark.vm
+def test_a_run_from_a_manifest(provisioned, tmp_path, no_leftovers):
+    """The driver's nix path end to end: every component named by a manifest, none provisioned."""
     path = tmp_path / "manifest.json"
-    path.write_text(json.dumps(doc))
+    path.write_text(json.dumps(debian_manifest(provisioned)))
     run_dir = tmp_path / "run"
     proc = venus_repro("run", "--profile", "nix", "--manifest", str(path), "--json", "--run-dir", str(run_dir))
     assert "Traceback" not in proc.stderr, proc.stderr
@@ -157,3 +164,4 @@ def test_a_run_from_a_manifest(provisioned, tmp_path, no_leftovers):
     assert fp["components"]["ring_wake"]["sha256"] != "off"
     assert fp["components"]["host_vulkan"]["library_sha256"]  # found through the ICD's library_path
     assert "vkr_ring_wake active" in (run_dir / "render-server.log").read_text()
+    assert "__EGL_VENDOR_LIBRARY_FILENAMES=/usr/share/glvnd/egl_vendor.d/50_mesa.json" in (run_dir / "qemu-cmdline.txt").read_text()
