@@ -229,11 +229,6 @@ def run_options(args):
         components=_components(args),
         ring_wake=getattr(args, "ring_wake", None),
     )
-    prof.kernel_flavour(sc.kernel_flavour if sc.kernel_image is None else None)
-    if sc.guest_packages:  # a missing or stale scenario lock is refused before any run starts
-        from .provision import lock
-
-        lock.extra_guest_pins(prof, lock.Lock.load(prof), sc.guest_packages, sc.path)
     return RunOptions(sc, prof, run_dir=args.run_dir, boot_timeout=args.boot_timeout, no_preflight=args.no_preflight)
 
 
@@ -269,7 +264,6 @@ def cmd_fingerprint(args) -> int:
     from .provision import components
 
     prof = _profile(args.profile, args.manifest)
-    prof.kernel_flavour(args.kernel_flavour)
     c = components(prof, args.kernel_flavour, args.kernel)
     with tempfile.TemporaryDirectory(prefix="venus-repro-fp-") as tmp:
         fp = fingerprint.fingerprint(c, StartCommand(c, Path(tmp)), profile.cache_dir())
@@ -328,11 +322,6 @@ def cmd_doctor(args) -> int:
     from .provision import components
 
     prof = _profile(args.profile, args.manifest)
-    prof.kernel_flavour(args.kernel_flavour)
-    if args.kernel is not None:
-        from .provision.kernel import read_image
-
-        read_image(args.kernel)
     env = _host_env(args.host_env)
     c = components(prof, args.kernel_flavour, args.kernel)
     with tempfile.TemporaryDirectory(prefix="venus-repro-doctor-") as tmp:

@@ -23,7 +23,7 @@ from .errors import MachineError, VenusReproError
 from .frames import rgba_to_png
 from .machine import Machine, StartCommand
 from .profile import Profile, cache_dir
-from .provision import GUEST_BIN_DIR, Components, components
+from .provision import GUEST_BIN_DIR, Components, check_inputs, components
 from .provision.lock import scenario_lock_path
 from .scenario import Scenario
 from .verdict import Check, DemoRun, ProgramRun
@@ -41,6 +41,10 @@ class RunOptions:
     boot_timeout: float = 120.0
     # Boot even when preflight fails (to reproduce a failure for a bug report).
     no_preflight: bool = False
+
+    def __post_init__(self) -> None:
+        # Bad input is refused here, before a run directory exists.
+        check_inputs(self.profile, self.scenario.kernel_flavour, self.scenario.kernel_image, self.scenario.guest_packages, self.scenario.path)
 
 
 def new_run_dir(base: Path | None, profile: Profile) -> Path:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from venus_repro.profile import cache_dir
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -28,13 +30,38 @@ def venus_repro(*args: str, check: bool = False, timeout: float = 1800, **kw) ->
     return proc
 
 
-def leftovers() -> list[str]:
-    """QEMU / render-server processes and bind mounts into a venus-repro root."""
-    procs = subprocess.run(["pgrep", "-a", "-f", "qemu-system-aarch64|virgl_render_server"], capture_output=True, text=True)
-    found = [l for l in procs.stdout.splitlines() if "pgrep" not in l]
+def _mentions(pid: str, marks: tuple[str, ...]) -> bool:
+    """Whether process ``pid``'s command line or environment names one of ``marks``."""
+    for part in ("cmdline", "environ"):
+        try:
+            data = Path(f"/proc/{pid}/{part}").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if any(m in data for m in marks):
+            return True
+    return False
+
+
+def leftovers(*marks: str) -> list[str]:
+    """QEMU / render-server processes and mounts that belong to this test session.
+
+    Only what names one of ``marks`` (the test's own folder, this session's
+    cache) counts: an unrelated VM on the same machine is none of the suite's
+    business.
+    """
+    marks = marks + (str(cache_dir()),)
+    procs = subprocess.run(["pgrep", "-f", "qemu-system-aarch64|virgl_render_server"], capture_output=True, text=True)
+    found = [f"pid {pid}: {_cmdline(pid)}" for pid in procs.stdout.split() if _mentions(pid, marks)]
     with open("/proc/mounts") as f:
-        found += [l for l in f if "venus-repro" in l]
+        found += [l for l in f if any(m in l for m in marks)]
     return found
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:300]
+    except OSError:
+        return "(exited)"
 
 
 @pytest.fixture(scope="session")
@@ -47,8 +74,8 @@ def provisioned() -> dict:
 
 
 @pytest.fixture
-def no_leftovers():
-    before = leftovers()
+def no_leftovers(tmp_path):
+    before = leftovers(str(tmp_path))
     yield
-    after = [l for l in leftovers() if l not in before]
+    after = [l for l in leftovers(str(tmp_path)) if l not in before]
     assert not after, f"left running or mounted after the test: {after}"

@@ -158,3 +158,22 @@ def test_nix_profile_run_in_an_emulated_nix_sandbox(wheel_venv, provisioned, tmp
     result = json.loads(proc.stdout)
     assert result["verdict"] == "pass" and result["profile"] == "nix"
     assert [d["checksum"] == d["host_checksum"] for d in result["demos"]] == [True, True, True]
+
+
+@pytest.mark.vm
+def test_bench_without_matplotlib_says_so_first_and_keeps_its_measurements(wheel_venv, provisioned, tmp_path, no_leftovers):
+    """The wheel's venv has no plotting extra: bench says so before it measures, and writes bench.json."""
+    run_dir = tmp_path / "bench"
+    proc = subprocess.run(
+        [str(wheel_venv / "bin" / "venus-repro"), "bench", "--json", "--repeat", "1", "--frames", "20",
+         "--demo", "test_tri", "--run-dir", str(run_dir)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    warning = "matplotlib is not installed (pip install 'venus-repro[bench]'): bench.json only, the plot is skipped"
+    assert warning in proc.stderr
+    assert proc.stderr.index(warning) < proc.stderr.index("time to verdict")  # before anything is measured
+    report = json.loads(proc.stdout)
+    assert report["plot"] is None and not (run_dir / "bench.png").exists()
+    assert json.loads((run_dir / "bench.json").read_text()) == report
+    assert report["demos"]["test_tri"]["guest_fps"]["values"]

@@ -141,7 +141,7 @@ def test_ctrl_c_stops_everything(provisioned, tmp_path, no_leftovers):
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert json.loads((run_dir / "result.json").read_text())["verdict"] == "error"
-    assert not leftovers()
+    assert not leftovers(str(tmp_path))
 
 
 def test_qemu_crash_is_a_failed_run(provisioned, tmp_path, no_leftovers):

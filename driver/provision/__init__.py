@@ -259,6 +259,27 @@ def load_profile(name_or_path: str, manifest_path: Path | None = None) -> Profil
     return profiles.load(name_or_path)
 
 
+def check_inputs(
+    profile: Profile,
+    kernel_flavour: str | None = None,
+    kernel_image: Path | None = None,
+    guest_packages: tuple[str, ...] = (),
+    scenario_path: Path | None = None,
+) -> None:
+    """What ``components`` will refuse, checked without fetching or building anything.
+
+    A kernel flavour the profile does not pin, guest packages on the nix
+    profile, a scenario's missing or stale lock: one UsageError before a run starts.
+    """
+    if kernel_flavour is not None or kernel_image is None:
+        profile.kernel_flavour(kernel_flavour)
+    if profile.manifest is not None:
+        if guest_packages:
+            raise UsageError("the nix profile takes no guest packages: its guest is the flake's initramfs")
+    elif guest_packages:
+        extra_guest_pins(profile, Lock.load(profile), guest_packages, scenario_path)
+
+
 def components(
     profile: Profile,
     kernel_flavour: str | None = None,
@@ -267,9 +288,8 @@ def components(
     scenario_path: Path | None = None,
 ) -> Components:
     """The run's components: provisioned from the lock (Debian), or read from the nix manifest."""
+    check_inputs(profile, kernel_flavour, kernel_image, guest_packages, scenario_path)
     if profile.manifest is not None:
-        if guest_packages:
-            raise UsageError("the nix profile takes no guest packages: its guest is the flake's initramfs")
         return manifest.components(profile, kernel_flavour, kernel_image)
     prov = Provisioner(profile)
     return prov.provision(kernel_flavour, kernel_image, extra_guest_pins(profile, prov.lock, guest_packages, scenario_path))

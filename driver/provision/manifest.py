@@ -116,7 +116,6 @@ def profile(manifest: Path | None) -> Profile:
 def components(profile: Profile, kernel_flavour: str | None = None, kernel_image: Path | None = None) -> Components:
     """The run's components from the profile's manifest (``kernel_image`` replaces its kernel)."""
     assert profile.manifest is not None
-    profile.kernel_flavour(kernel_flavour)  # the manifest's one flavour, or a UsageError naming it
     doc = read(profile.manifest)
     image = kernel.read_image(kernel_image or Path(doc["kernel"]))
     if kernel_image is None and image.page_size != doc["page_size"]:
