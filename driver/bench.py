@@ -64,8 +64,7 @@ def _rounds(c: Components, selected: list[demos.Demo], repeat: int, out: Path) -
             name = f"{d.name}-r{r}"
             plan.append(protocol.Sync(name))
             plan.append(guest_demo_step(d, name, None))
-    start = StartCommand(c, out, exchange=out / "exchange.img")
-    start.exchange_in = protocol.write_exchange(start.exchange, plan)
+    start = StartCommand(c, out)
     host_fps: dict[str, float] = {}
 
     def drive(machine: Machine) -> None:
@@ -79,7 +78,8 @@ def _rounds(c: Components, selected: list[demos.Demo], repeat: int, out: Path) -
                 end = machine.wait_for_marker("step-end", d.timeout + 30)
                 log.info(f"round {r + 1}/{repeat} {d.name}: host {host.outcome}, guest exit status {end.get('status')}")
 
-    results, failure = boot_and_collect(Machine(start), drive, 120, out, {})
+    exchange, failure = boot_and_collect(start, plan, {}, drive, 120, out, {})
+    results = exchange.files
     if failure is not None:
         raise VenusReproError(f"bench: the efficiency rounds failed: {failure}; see {out}")
     fps: dict[str, dict[str, list[float]]] = {d.name: {"guest": [], "host": []} for d in selected}

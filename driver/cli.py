@@ -8,6 +8,8 @@ Exit status: 0 every expected outcome held · 1 the verdict failed ·
 from __future__ import annotations
 
 import argparse
+import errno
+import signal
 import json
 import sys
 import tempfile
@@ -17,7 +19,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from . import __version__, demos, log, profile
-from .errors import VenusReproError
+from .errors import Terminated, VenusReproError
 
 
 def _add_profile(p: argparse.ArgumentParser) -> None:
@@ -119,6 +121,11 @@ def parser() -> argparse.ArgumentParser:
     _add_machine(p)
 
     p.add_argument("--no-preflight", action="store_true", help="boot even if a preflight check fails (to reproduce it)")
+    p.add_argument(
+        "--allow-host-files", action="store_true",
+        help="let the scenario name host files outside its own folder (files:, components:, kernel.image): "
+        "they are copied into the guest and the run directory, or run",
+    )  # fmt: skip
 
     p = sub.add_parser("bench", help="measure Venus efficiency, zero-copy gain and time to verdict")
     _add_profile(p)
@@ -147,6 +154,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("bundle", type=Path, metavar="BUNDLE")
     p.add_argument("--run-dir", type=Path, help="where to write the new run")
     p.add_argument("--json", action="store_true", help="print {result, comparison} as JSON")
+    p.add_argument(
+        "--trust-bundle", action="store_true",
+        help="obey the bundle's component overrides, kernel image, host files and host environment: this runs "
+        "programs and loads libraries the bundle names, as root (default: report them, use none)",
+    )  # fmt: skip
 
     p = sub.add_parser("doctor", help="preflight this host and the selected components (no boot)")
     _add_profile(p)
@@ -204,7 +216,7 @@ def run_options(args):
     from . import scenario
     from .run import RunOptions
 
-    sc = scenario.load(args.scenario or "venus-demos")
+    sc = scenario.load(args.scenario or "venus-demos", scenario.ALLOW if args.allow_host_files else scenario.REFUSE)
     prof = _profile(args.profile or sc.profile, args.manifest)
     if args.kernel is not None and args.kernel_flavour is not None:
         raise VenusReproError("--kernel and --kernel-flavour exclude each other")
@@ -303,7 +315,7 @@ def cmd_replay(args) -> int:
     from . import bundle, compare
     from .report import render
 
-    result, comparison, original = bundle.replay(args.bundle, args.run_dir)
+    result, comparison, original = bundle.replay(args.bundle, args.run_dir, trust=args.trust_bundle)
     _, first = compare.load_run(original)
     reproduced = result["verdict"] == first["verdict"]
     if args.json:
@@ -447,8 +459,18 @@ def cmd_demos(args) -> int:
 COMMANDS = {"run": cmd_run, "boot": cmd_boot, "provision": cmd_provision, "lock": cmd_lock, "demos": cmd_demos, "diagnose": cmd_diagnose, "doctor": cmd_doctor, "bench": cmd_bench, "fingerprint": cmd_fingerprint, "compare": cmd_compare, "bundle": cmd_bundle, "replay": cmd_replay}
 
 
+# Errors of the machine rather than of venus-repro: a full disk, a read-only or
+# forbidden folder. One line naming the path, exit status 2.
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return COMMANDS[args.command](args)
     except VenusReproError as exc:
@@ -457,8 +479,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("venus-repro: interrupted (QEMU and its render server were stopped)", file=sys.stderr)
         return 130
-    except Exception:  # a bug: keep the terminal clean, keep the details
-        with tempfile.NamedTemporaryFile("w", prefix="venus-repro-crash-", suffix=".txt", delete=False) as f:
-            traceback.print_exc(file=f)
-        print(f"venus-repro: internal error (a bug; details in {f.name})", file=sys.stderr)
-        return 70
+    except Terminated:
+        print("venus-repro: terminated by SIGTERM (QEMU and its render server were stopped)", file=sys.stderr)
+        return 143
+    except OSError as exc:
+        if exc.errno not in _ENVIRONMENT_ERRNOS:
+            return _internal_error()
+        where = exc.filename or "(a file)"
+        print(f"venus-repro: error: {where}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except Exception:
+        return _internal_error()
+
+
+def _internal_error() -> int:
+    """A bug: keep the terminal clean, keep the details (call from an except clause)."""
+    with tempfile.NamedTemporaryFile("w", prefix="venus-repro-crash-", suffix=".txt", delete=False) as f:
+        traceback.print_exc(file=f)
+    print(f"venus-repro: internal error (a bug; details in {f.name})", file=sys.stderr)
+    return 70

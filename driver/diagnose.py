@@ -22,6 +22,8 @@ from .profile import DATA
 
 RUN_FILES = (
     "preflight.log",
+    "machine.log",
+    "guest-rejected.log",
     "console.log",
     "qemu-stderr.log",
     "qemu-guest-errors.log",

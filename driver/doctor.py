@@ -160,8 +160,21 @@ def renderer_checks(c: Components, start: StartCommand) -> list[Check]:
     return checks
 
 
+def cache_checks() -> list[Check]:
+    """The cached products this process checked before using them (provision.sysroot.verify)."""
+    from .provision import sysroot
+
+    if not sysroot.checked:
+        return []
+    damaged = [f"{p.parent.name}/{p.name} ({'; '.join(problems[:2])})" for p, problems in sysroot.checked if problems]
+    if damaged:
+        return [Check("cache integrity", WARN, f"damaged and rebuilt: {', '.join(damaged)}",
+                      "nothing to do (rebuilt); if it recurs, check the disk")]  # fmt: skip
+    return [Check("cache integrity", OK, f"{len(sysroot.checked)} cached products match their records")]
+
+
 def preflight(c: Components, start: StartCommand, accel: str = "tcg") -> list[Check]:
-    return kernel_checks(c, accel) + qemu_checks(c, start, accel) + renderer_checks(c, start)
+    return cache_checks() + kernel_checks(c, accel) + qemu_checks(c, start, accel) + renderer_checks(c, start)
 
 
 def write_log(checks: list[Check], path: Path) -> None:

@@ -26,3 +26,7 @@ class ProvisionError(VenusReproError):
 
 class MachineError(VenusReproError):
     """QEMU could not be started or driven."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwound like Ctrl-C (result.json written, QEMU stopped), exit status 143."""

@@ -12,6 +12,8 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def rgba_to_png(rgba: bytes, width: int, height: int, out: Path) -> Path:
+    if not (0 < width < 1 << 16 and 0 < height < 1 << 16):
+        raise ValueError(f"frame size {width}x{height} is not a picture")
     stride = width * 4
     if len(rgba) != stride * height:
         raise ValueError(f"frame has {len(rgba)} bytes, expected {stride * height} for {width}x{height}")

@@ -162,11 +162,18 @@ class StartCommand:
         preload = ""
         if self.ring_wake is not None:
             preload = f"# Under TCG, bound the Venus ring's idle wait (venus_repro/shims.py).\nexport LD_PRELOAD={shlex.quote(str(self.ring_wake))}\n"
+        log_file = shlex.quote(str(self.run_dir / "render-server.log"))
         wrapper.write_text(
             "#!/bin/sh\n"
-            "# QEMU starts virgl_render_server through this, to keep its log apart.\n"
+            "# QEMU starts virgl_render_server through this, to keep its log apart and to\n"
+            "# say so when a signal ends it (diagnosis tells that from a missing server).\n"
             f"{preload}"
-            f"exec {shlex.quote(self.render_server)} \"$@\" 2>>{shlex.quote(str(self.run_dir / 'render-server.log'))}\n"
+            f"{shlex.quote(self.render_server)} \"$@\" 2>>{log_file}\n"
+            "status=$?\n"
+            'if [ "$status" -gt 128 ]; then\n'
+            f'  echo "venus-repro: virgl_render_server was killed by signal $((status - 128)) (SIG$(kill -l $((status - 128))))" >>{log_file}\n'
+            "fi\n"
+            'exit "$status"\n'
         )
         wrapper.chmod(0o755)
 
@@ -203,6 +210,8 @@ class StartCommand:
 
     def command(self) -> list[str]:
         binds = [self.run_dir, self.c.kernel.path.parent, self.c.initramfs.parent, *self.override_binds()]
+        if self.exchange is not None:
+            binds.append(self.exchange.parent)
         if self.ring_wake is not None:
             binds.append(self.ring_wake.parent)
         return sandbox.command(
@@ -245,6 +254,7 @@ class Machine:
         self.exit_status: int | None = None
         self.markers: list[tuple[float, str, dict[str, str]]] = []
         self._console_log = None
+        self._tearing_down = False  # our own SIGKILL in teardown is no finding
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -324,6 +334,15 @@ class Machine:
             self.exit_status = (
                 self.process.exitstatus if self.process.exitstatus is not None else -(self.process.signalstatus or 0)
             )
+            # A signal (directly, or as the namespace's 128+N) is not a guest that failed to boot: say which.
+            signum = -self.exit_status if self.exit_status < 0 else self.exit_status - 128 if self.exit_status > 128 else 0
+            if signum and not self._tearing_down:
+                try:
+                    name = signal.Signals(signum).name
+                except ValueError:
+                    name = f"signal {signum}"
+                with open(self.run_dir / "machine.log", "a") as f:
+                    f.write(f"venus-repro: QEMU was killed by signal {signum} ({name})\n")
 
     def teardown(self) -> None:
         """Kill QEMU (and with its namespace, the render server). Safe to call twice."""
@@ -332,6 +351,7 @@ class Machine:
             # namespaces (macOS), the render server is only in its process group.
             # Not after _reap: the group's id could belong to someone else by then.
             if self.exit_status is None:
+                self._tearing_down = True
                 try:
                     os.killpg(self.process.pid, signal.SIGKILL)
                 except ProcessLookupError:

@@ -102,6 +102,14 @@ def _lock_path(profile_path: Path, name: str) -> Path:
     return beside if profile_path.parent != PROFILES and beside.exists() else PINS / name
 
 
+def _lock_name(doc: dict, where: str) -> str:
+    """The profile's lock: a plain file name beside it (a profile never points elsewhere)."""
+    name = _require(doc, "lock", str, where)
+    if "/" in name or name in (".", "..") or not name.endswith(".json"):
+        raise UsageError(f"{where}: field 'lock' must be a file name ending in .json beside the profile")
+    return name
+
+
 def _require(doc: dict, key: str, kind: type, where: str):
     if key not in doc:
         raise UsageError(f"{where}: missing field '{key}'")
@@ -139,7 +147,7 @@ def load(name_or_path: str) -> Profile:
         name=_require(doc, "name", str, where),
         description=doc.get("description", ""),
         suite=_require(doc, "suite", str, where),
-        lock_path=_lock_path(path, _require(doc, "lock", str, where)),
+        lock_path=_lock_path(path, _lock_name(doc, where)),
         page_size=_require(doc, "page_size", int, where),
         host_packages=tuple(_require(host, "packages", list, f"{where}: host")),
         guest_arch=_require(guest, "arch", str, f"{where}: guest"),

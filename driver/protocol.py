@@ -13,16 +13,28 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
+import os
 import re
+import uuid
 import shlex
 import tarfile
 from pathlib import Path
+
+from .errors import UsageError
+from .sandbox import process_alive
 
 MARKER = "@@VENUS-REPRO"
 MARKER_RE = re.compile(r"@@VENUS-REPRO (?P<event>[\w-]+)(?P<fields>[^\r\n]*)")
 RESULT_RE = re.compile(r"^VENUS-RESULT (\{.*\})\s*$")
 VK_ERR_RE = re.compile(r"^VK err (-?\d+) @ (\S+)\s*$")
 EXCHANGE_SIZE = 64 << 20
+# What the guest may send back (it is untrusted): plain files and folders under
+# /out with plain names, at most this many, this deep, this large in all.
+MAX_MEMBERS = 10_000
+MAX_DEPTH = 4
+MAX_TOTAL = EXCHANGE_SIZE
+_SEGMENT = re.compile(r"[\w][\w.+-]*")
 
 
 def parse_fields(text: str) -> dict[str, str]:
@@ -70,6 +82,21 @@ class Sync:
         return f"sync {self.name}\n"
 
 
+def new_exchange_path(cache: Path) -> Path:
+    """A fresh exchange image path under ``cache/exchanges``, named after this process.
+
+    Images whose process is gone (a run killed with SIGKILL cannot clean up)
+    are removed here, by the next run.
+    """
+    folder = cache / "exchanges"
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.img"):
+        pid = old.name.split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+            old.unlink(missing_ok=True)
+    return folder / f"{os.getpid()}-{uuid.uuid4().hex[:12]}.img"
+
+
 def write_exchange(path: Path, steps: list[Step | Sync], files: dict[str, bytes] | None = None) -> int:
     """Create the exchange disk image: a tar with ``plan`` (and ``files``), zero-padded.
 
@@ -85,31 +112,106 @@ def write_exchange(path: Path, steps: list[Step | Sync], files: dict[str, bytes]
             info.mode = 0o644
             tar.addfile(info, io.BytesIO(data))
     data = buf.getvalue()
+    if len(data) > EXCHANGE_SIZE:
+        raise UsageError(
+            f"the plan and the files for the guest take {len(data) / 2**20:.1f} MiB, more than the "
+            f"{EXCHANGE_SIZE >> 20} MiB exchange disk: put less into the guest"
+        )
     with open(path, "wb") as f:
         f.write(data)
         f.truncate(EXCHANGE_SIZE)
     return len(data)
 
 
-def read_exchange(path: Path) -> dict[str, bytes] | None:
+@dataclasses.dataclass
+class Exchange:
+    """What the guest wrote back: the files it may send, and what was refused (untrusted input)."""
+
+    files: dict[str, bytes]
+    rejected: list[str]
+
+
+def safe_member_name(name: str) -> str | None:
+    """``name`` as a relative path of plain segments (``a/b.txt``), or None if it may not be written.
+
+    ``.`` (the archive's own root, as busybox tar writes it) is "".
+    """
+    name = name.removeprefix("./").rstrip("/")
+    if name in ("", "."):
+        return ""
+    parts = name.split("/")
+    if not parts or len(parts) > MAX_DEPTH or not all(_SEGMENT.fullmatch(p) for p in parts):
+        return None
+    return "/".join(parts)
+
+
+def read_exchange(path: Path) -> Exchange | None:
     """The guest's ``/out`` from the exchange disk, or None if it wrote nothing.
 
     The guest overwrites the plan tar with its own; if it never got that far,
     the disk still holds the plan, which is recognised and reported as None.
+    Nothing the guest wrote is trusted: only regular files (and folders) with
+    plain relative names are taken, within the limits above; everything else
+    is listed in ``rejected`` and never written anywhere.
     """
+    files: dict[str, bytes] = {}
+    rejected: list[str] = []
+    total = 0
     try:
         with tarfile.open(path, mode="r:") as tar:
-            out = {}
-            for member in tar.getmembers():
-                if member.isfile():
-                    f = tar.extractfile(member)
-                    assert f is not None
-                    out[member.name.removeprefix("./")] = f.read()
+            for n, member in enumerate(tar):
+                if n >= MAX_MEMBERS:
+                    rejected.append(f"more than {MAX_MEMBERS} entries: the rest were not read")
+                    break
+                name = safe_member_name(member.name)
+                if name is None:
+                    rejected.append(f"{member.name!r}: not a plain relative name (absolute, '..', odd characters or deeper than {MAX_DEPTH})")
+                    continue
+                if member.isdir():
+                    continue
+                if not name:
+                    rejected.append(f"{member.name!r}: not a plain relative name")
+                    continue
+                if not member.isfile() or member.issparse():
+                    kind = "a link" if member.issym() or member.islnk() else "not a regular file"
+                    rejected.append(f"{member.name!r}: {kind}")
+                    continue
+                if total + member.size > MAX_TOTAL:
+                    rejected.append(f"{member.name!r}: {member.size} bytes would pass the {MAX_TOTAL >> 20} MiB limit")
+                    continue
+                f = tar.extractfile(member)
+                if f is None:
+                    continue
+                data = f.read(member.size)
+                if len(data) != member.size:
+                    rejected.append(f"{member.name!r}: cut short ({len(data)} of {member.size} bytes)")
+                    continue
+                files[name] = data
+                total += len(data)
     except (tarfile.TarError, OSError):
+        if not files:
+            return None
+        rejected.append("the archive ends early or is damaged: what came before was kept")
+    if "facts" not in files:
         return None
-    if "facts" not in out:
-        return None
-    return out
+    return Exchange(files, rejected)
+
+
+def save_guest_files(exchange: Exchange, into: Path, skip_suffix: str = ".rgba") -> None:
+    """Write the guest's files under ``into`` (only there: names were checked by read_exchange)."""
+    root = into.resolve()
+    for name, data in exchange.files.items():
+        if name.endswith(skip_suffix):
+            continue
+        target = (root / name).resolve()
+        if root not in target.parents:  # belt and braces: read_exchange already refused such names
+            exchange.rejected.append(f"{name!r}: outside the run directory")
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_dir():
+            exchange.rejected.append(f"{name!r}: a file and a folder of the same name")
+            continue
+        target.write_bytes(data)
 
 
 def parse_facts(text: str) -> dict[str, str]:
@@ -128,14 +230,36 @@ class DemoOutput:
         return self.results[-1] if self.results else None
 
 
+# The fields of a VENUS-RESULT line and their types; anything else a (possibly
+# hostile) guest writes there is dropped, so no later arithmetic can trip on it.
+_RESULT_NUMBERS = ("fps", "width", "height", "frames", "vk_result")
+_RESULT_STRINGS = ("outcome", "checksum", "device", "driver", "driver_info", "call", "demo")
+
+
+def _result(doc) -> dict | None:
+    if not isinstance(doc, dict):
+        return None
+    out = {}
+    for key, value in doc.items():
+        if key in _RESULT_NUMBERS and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out[key] = value
+        elif key in _RESULT_STRINGS and isinstance(value, str):
+            out[key] = value
+        elif key not in _RESULT_NUMBERS + _RESULT_STRINGS and isinstance(value, (str, int, float, bool)):
+            out[key] = value
+    return out
+
+
 def parse_demo_output(text: str) -> DemoOutput:
     results, errors = [], []
     for line in text.splitlines():
         if m := RESULT_RE.match(line):
             try:
-                results.append(json.loads(m.group(1)))
-            except json.JSONDecodeError:
+                doc = _result(json.loads(m.group(1)))
+            except (json.JSONDecodeError, RecursionError):
                 continue
+            if doc is not None:
+                results.append(doc)
         elif m := VK_ERR_RE.match(line):
             errors.append((int(m.group(1)), m.group(2)))
     return DemoOutput(results, errors)

@@ -19,7 +19,7 @@ from typing import Callable
 
 from . import __version__, diagnose, doctor, fingerprint, log, protocol, sandbox, scenario, verdict
 from .demos import Demo
-from .errors import MachineError, VenusReproError
+from .errors import MachineError, Terminated, UsageError, VenusReproError
 from .frames import rgba_to_png
 from .machine import Machine, StartCommand
 from .profile import Profile, cache_dir
@@ -47,18 +47,38 @@ class RunOptions:
         check_inputs(self.profile, self.scenario.kernel_flavour, self.scenario.kernel_image, self.scenario.guest_packages, self.scenario.path)
 
 
+CLAIM = ".venus-repro-run"
+
+
+def claim(path: Path) -> Path:
+    """Make ``path`` this run's directory, atomically: a second run refuses it (one clear error)."""
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        raise UsageError(f"{path} already holds a run (or one is writing there): choose another --run-dir") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{os.getpid()}\n")
+    if (path / "result.json").exists():
+        raise UsageError(f"{path} already holds a run (result.json): choose another --run-dir")
+    return path
+
+
 def new_run_dir(base: Path | None, profile: Profile) -> Path:
     if base is not None:
-        base.mkdir(parents=True, exist_ok=True)
-        return base
+        return claim(base)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     root = Path(os.environ.get("VENUS_REPRO_RUNS", "venus-runs"))
-    path = root / f"{stamp}-{profile.name}"
+    root.mkdir(parents=True, exist_ok=True)
     n = 1
-    while path.exists():
-        n += 1
-        path = root / f"{stamp}-{profile.name}-{n}"
-    path.mkdir(parents=True)
+    while True:
+        path = root / (f"{stamp}-{profile.name}" + (f"-{n}" if n > 1 else ""))
+        try:
+            path.mkdir()
+            break
+        except FileExistsError:
+            n += 1
+    claim(path)
     latest = root / "latest"
     if latest.is_symlink() or not latest.exists():
         latest.unlink(missing_ok=True)
@@ -127,31 +147,52 @@ def guest_demo_step(demo: Demo, name: str, out_dir: str | None) -> protocol.Step
     return protocol.Step(name, demo.timeout, argv)
 
 
+def _number(data: bytes | None, kind: type = int):
+    """A number the guest wrote (untrusted): None unless it is one."""
+    try:
+        return kind(data.decode().strip()) if data is not None else None
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def _step_status(out: dict[str, bytes], name: str) -> int | None:
+    status = _number(out.get(f"{name}.status"))
+    return status if status is None or -1 <= status <= 255 else None
+
+
 def guest_demo_run(out: dict[str, bytes], name: str) -> DemoRun:
     """What step ``name`` left in the guest's /out: exit status, result lines, duration."""
-    status = out.get(f"{name}.status")
-    timing = out.get(f"{name}.time", b"").split()
+    timing = [_number(t, float) for t in out.get(f"{name}.time", b"").split()]
     return DemoRun(
         name,
-        int(status) if status is not None else None,
+        _step_status(out, name),
         protocol.parse_demo_output(out.get(f"{name}.out", b"").decode(errors="replace")),
-        round(float(timing[1]) - float(timing[0]), 2) if len(timing) == 2 else None,
+        round(timing[1] - timing[0], 2) if len(timing) == 2 and None not in timing else None,
     )
 
 
 def boot_and_collect(
-    machine: Machine, drive: Callable[[Machine], None], boot_timeout: float, out_dir: Path, timings: dict
-) -> tuple[dict[str, bytes], str | None]:
+    start: StartCommand,
+    plan: list,
+    files: dict[str, bytes],
+    drive: Callable[[Machine], None],
+    boot_timeout: float,
+    out_dir: Path,
+    timings: dict,
+) -> tuple[protocol.Exchange, str | None]:
     """Boot, let ``drive`` follow the plan on the console, and collect what the guest wrote back.
 
     ``run`` and ``bench`` share it. The guest's files (frames aside) are
-    written to ``out_dir/guest``; the exchange image is removed on every
-    path. Returns (the guest's /out, a failure or None).
+    written to ``out_dir/guest`` and nowhere else (they are untrusted: see
+    protocol.read_exchange); the exchange image is removed on every path.
+    Returns (the guest's /out, a failure or None).
     """
-    exchange = machine.start_command.exchange
-    assert exchange is not None
+    exchange = protocol.new_exchange_path(cache_dir())
+    start.exchange = exchange
+    machine = Machine(start)
     failure = None
     try:
+        start.exchange_in = protocol.write_exchange(exchange, plan, files)
         try:
             with machine:
                 machine.start()
@@ -167,16 +208,22 @@ def boot_and_collect(
             if tail:
                 failure += "; QEMU said: " + " | ".join(tail[-3:])
         timings["vm_s"] = round(machine.elapsed(), 2)
-        out = protocol.read_exchange(exchange) or {}
+        out = protocol.read_exchange(exchange) or protocol.Exchange({}, [])
     finally:
         exchange.unlink(missing_ok=True)
     guest_dir = out_dir / "guest"
     guest_dir.mkdir(exist_ok=True)
-    for name, data in out.items():
-        if not name.endswith(".rgba"):
-            (guest_dir / name).write_bytes(data)
-    if failure is None and not out:
+    protocol.save_guest_files(out, guest_dir)
+    refused = [fields for event, fields in ((m[1], m[2]) for m in machine.markers) if event == "results-failed"]
+    if refused and refused[-1].get("reason") == "too-large":
+        kb, limit = refused[-1].get("kb", "?"), refused[-1].get("limit_kb", "?")
+        failure = (f"the guest's results ({kb} KiB) do not fit the exchange disk ({limit} KiB usable): "
+                   "a step wrote too much output; nothing came back")  # fmt: skip
+    elif failure is None and not out.files:
         failure = "the guest wrote no results to the exchange disk"
+    if out.rejected:
+        (out_dir / "guest-rejected.log").write_text("".join(f"venus-repro: refused from the guest: {r}\n" for r in out.rejected))
+        log.warn(f"refused {len(out.rejected)} entr{'y' if len(out.rejected) == 1 else 'ies'} the guest sent back; see guest-rejected.log")
     return out, failure
 
 
@@ -186,7 +233,6 @@ def boot_and_run(start: StartCommand, sc: Scenario, boot_timeout: float, run_dir
     steps = [guest_demo_step(d, d.name, f"{GUEST_OUT}/{d.name}") for d in demo_list]
     steps += [protocol.Step(p.name, p.timeout, ["env", *(f"{k}={v}" for k, v in p.env), *p.argv]) for p in sc.programs]
     files = {f"files/{dest}": src.read_bytes() for src, dest in sc.files}
-    start.exchange_in = protocol.write_exchange(start.exchange, steps, files)
 
     def drive(machine: Machine) -> None:
         for step in [*demo_list, *sc.programs]:
@@ -194,7 +240,10 @@ def boot_and_run(start: StartCommand, sc: Scenario, boot_timeout: float, run_dir
             end = machine.wait_for_marker("step-end", step.timeout + 30)
             log.info(f"guest {end.get('name')}: exit status {end.get('status')}")
 
-    out, failure = boot_and_collect(Machine(start), drive, boot_timeout, run_dir, timings)
+    exchange, failure = boot_and_collect(start, steps, files, drive, boot_timeout, run_dir, timings)
+    out = exchange.files
+    if exchange.rejected and failure is None:
+        failure = f"the guest sent back {len(exchange.rejected)} entr{'y' if len(exchange.rejected) == 1 else 'ies'} that were refused (guest-rejected.log): {exchange.rejected[0]}"
     facts = protocol.parse_facts(out.get("facts", b"").decode(errors="replace"))
     runs: dict = {}
     for demo in demo_list:
@@ -202,10 +251,9 @@ def boot_and_run(start: StartCommand, sc: Scenario, boot_timeout: float, run_dir
         _save_frame(run, out.get(f"{demo.name}/{demo.binary}.rgba"), run_dir / f"{demo.name}-guest.png")
         runs[demo.name] = run
     for prog in sc.programs:
-        status = out.get(f"{prog.name}.status")
         runs[prog.name] = ProgramRun(
             prog.name,
-            int(status) if status is not None else None,
+            _step_status(out, prog.name),
             out.get(f"{prog.name}.out", b"").decode(errors="replace"),
             out.get(f"{prog.name}.err", b"").decode(errors="replace"),
         )
@@ -235,7 +283,6 @@ def _execute(opts: RunOptions, run_dir: Path, result: dict, timings: dict) -> No
     start = StartCommand(
         c,
         run_dir,
-        exchange=run_dir / "exchange.img",
         display=sc.display,
         gpu_options=sc.gpu_options,
         env=sc.host_env,
@@ -284,6 +331,8 @@ def run(opts: RunOptions) -> dict:
     profile, sc = opts.profile, opts.scenario
     run_dir = new_run_dir(opts.run_dir, profile)
     log.info(f"run directory: {run_dir}")
+    for item in sc.ignored:
+        log.warn(f"scenario: ignored {item}")
     scenario.save(sc, run_dir)
     timings: dict[str, float] = {}
     result: dict = {
@@ -292,7 +341,7 @@ def run(opts: RunOptions) -> dict:
         "run_dir": str(run_dir),
         "profile": profile.name,
         "required_page_size": sc.page_size or profile.page_size,
-        "scenario": {"name": sc.name, "sha256": sc.digest},
+        "scenario": {"name": sc.name, "sha256": sc.digest, "ignored": list(sc.ignored)},
         "demos": [],
         "programs": [],
         "checks": [],
@@ -303,6 +352,14 @@ def run(opts: RunOptions) -> dict:
         _execute(opts, run_dir, result, timings)
     except VenusReproError as exc:
         result["failure"] = str(exc)
+        result["verdict"] = "error"
+        raise
+    except OSError as exc:
+        result["failure"] = f"{exc.filename or 'a file'}: {exc.strerror}"
+        result["verdict"] = "error"
+        raise
+    except (KeyboardInterrupt, Terminated) as exc:
+        result["failure"] = f"interrupted ({'SIGTERM' if isinstance(exc, Terminated) else 'SIGINT'})"
         result["verdict"] = "error"
         raise
     finally:

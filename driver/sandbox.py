@@ -43,6 +43,17 @@ def die_with_parent() -> None:
     os.setsid()
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (on any system: no /proc needed)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def require_root() -> None:
     if os.geteuid() != 0:
         raise ProvisionError(

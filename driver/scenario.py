@@ -25,7 +25,10 @@
         expect: {exit: 0, stdout: ['driverName\\s*=\\s*venus']}
     expect_findings: [render-server-missing]   # the run must fail with these findings
 
-Every error names the file, the line and the field. Built-in scenarios live
+A scenario is data, whoever wrote it: it is read with limits (size, nesting,
+alias expansion, no duplicate keys), and the host files it names (``files``,
+``components``, ``kernel.image``) must lie in the scenario's own folder unless
+the user allows host files (``--allow-host-files``). Every error names the file, the line and the field. Built-in scenarios live
 in ``data/scenarios/``. This module is the one home of a scenario: it is
 parsed here (``load``/``parse``), overridden from the command line here
 (``Scenario.override``), and written back out here (``dump``/``save``: the
@@ -44,11 +47,21 @@ from pathlib import Path
 import yaml
 
 from . import demos as demo_catalogue
+from . import protocol
 from .errors import UsageError
 from .profile import DATA
 
 SCENARIOS = DATA / "scenarios"
-_WORD = re.compile(r"[\w.-]+")
+_WORD = re.compile(r"[\w][\w.-]*")
+# Limits on a scenario file: it is untrusted input (a bundle from someone else carries one).
+MAX_BYTES = 1 << 20
+MAX_NODES = 100_000  # nodes visited, aliases expanded: an alias bomb stops here
+MAX_DEPTH = 32
+MAX_TIMEOUT = 24 * 3600
+MAX_FRAMES = 1_000_000
+# How host files named by a scenario are treated: refused unless in its folder,
+# allowed anywhere (the user said so), or dropped and reported (replay).
+REFUSE, ALLOW, DROP = "refuse", "allow", "drop"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +100,8 @@ class Scenario:
     demos: tuple[DemoStep, ...]
     programs: tuple[ProgramStep, ...]
     expect_findings: tuple[str, ...]
+    # What was read but not obeyed (a replayed bundle's host files, components, environment).
+    ignored: tuple[str, ...] = ()
 
     @property
     def digest(self) -> str:
@@ -167,8 +182,31 @@ class _Where:
         return UsageError(f"{self.path}{line}: {field}: {message}")
 
 
-def _mapping(node: yaml.Node) -> dict[str, tuple[yaml.Node, yaml.Node]]:
-    return {k.value: (k, v) for k, v in node.value}
+def _mapping(node: yaml.Node, w: "_Where | None" = None, field: str = "") -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+    for k, v in node.value:
+        key = str(k.value)
+        if key in out and w is not None:
+            raise w.error(k, f"{field}.{key}" if field else key, "comes twice (YAML keys must be unique)")
+        out[key] = (k, v)
+    return out
+
+
+def _check_shape(w: _Where, root: yaml.Node) -> None:
+    """Refuse a document that is too deep or too large once its aliases are expanded."""
+    seen, stack = 0, [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        seen += 1
+        if seen > MAX_NODES:
+            raise w.error(None, "scenario", f"more than {MAX_NODES} values once aliases are expanded (an alias bomb?)")
+        if depth > MAX_DEPTH:
+            raise w.error(node, "scenario", f"nested deeper than {MAX_DEPTH} levels")
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                stack.extend(((k, depth + 1), (v, depth + 1)))
 
 
 def _scalar(w: _Where, node: yaml.Node, field: str, kind: type):
@@ -185,7 +223,7 @@ def _scalar(w: _Where, node: yaml.Node, field: str, kind: type):
 def _check_keys(w: _Where, node: yaml.Node, field: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
     if not isinstance(node, yaml.MappingNode):
         raise w.error(node, field, "must be a mapping")
-    m = _mapping(node)
+    m = _mapping(node, w, field)
     for key, (knode, _) in m.items():
         if key not in allowed:
             raise w.error(knode, f"{field}.{key}" if field else key, f"unknown field (allowed: {', '.join(sorted(allowed))})")
@@ -203,7 +241,19 @@ def _str_list(w: _Where, node: yaml.Node, field: str) -> list[str]:
 def _str_map(w: _Where, node: yaml.Node, field: str) -> dict[str, str]:
     if not isinstance(node, yaml.MappingNode):
         raise w.error(node, field, "must be a mapping")
-    return {k: str(yaml.safe_load(yaml.serialize(v))) for k, (_, v) in _mapping(node).items()}
+    out = {}
+    for k, (_, v) in _mapping(node, w, field).items():
+        if not isinstance(v, yaml.ScalarNode):
+            raise w.error(v, f"{field}.{k}", "must be a plain value")
+        out[k] = str(yaml.safe_load(yaml.serialize(v)))
+    return out
+
+
+def _bounded(w: _Where, node: yaml.Node, field: str, kind: type, low, high):
+    value = _scalar(w, node, field, kind)
+    if not (low <= value <= high):
+        raise w.error(node, field, f"must be between {low:g} and {high:g}")
+    return value
 
 
 def _demo_step(w: _Where, node: yaml.Node, field: str, catalogue: dict) -> DemoStep:
@@ -214,12 +264,10 @@ def _demo_step(w: _Where, node: yaml.Node, field: str, catalogue: dict) -> DemoS
         raise w.error(name_node, f"{field}.demo", f"unknown demo '{name}' (available: {', '.join(catalogue)})")
     demo = catalogue[name]
     if "frames" in m:
-        frames = _scalar(w, m["frames"][1], f"{field}.frames", int)
-        if frames <= 0:
-            raise w.error(m["frames"][1], f"{field}.frames", "must be positive")
+        frames = _bounded(w, m["frames"][1], f"{field}.frames", int, 1, MAX_FRAMES)
         demo = demo_catalogue.with_frames(demo, frames)
     if "timeout" in m:
-        demo = dataclasses.replace(demo, timeout=_scalar(w, m["timeout"][1], f"{field}.timeout", int))
+        demo = dataclasses.replace(demo, timeout=_bounded(w, m["timeout"][1], f"{field}.timeout", int, 1, MAX_TIMEOUT))
     if "expect" in m:
         enode = m["expect"][1]
         if isinstance(enode, yaml.ScalarNode):
@@ -232,7 +280,7 @@ def _demo_step(w: _Where, node: yaml.Node, field: str, catalogue: dict) -> DemoS
             if values["outcome"] not in ("error", "crash", "timeout"):
                 raise w.error(em["outcome"][1], f"{field}.expect.outcome", "must be error, crash or timeout")
             demo = dataclasses.replace(demo, expect=demo_catalogue.Expect(**values))
-    min_fps = _scalar(w, m["min_fps"][1], f"{field}.min_fps", float) if "min_fps" in m else None
+    min_fps = _bounded(w, m["min_fps"][1], f"{field}.min_fps", float, 0, 1e9) if "min_fps" in m else None
     return DemoStep(demo, min_fps)
 
 
@@ -264,11 +312,12 @@ def _program_step(w: _Where, node: yaml.Node, field: str) -> ProgramStep:
                     except re.error as exc:
                         raise w.error(em[key][1], f"{field}.expect.{key}[{i}]", f"bad regular expression: {exc}") from None
                     target.append(pattern)
-    timeout = _scalar(w, m["timeout"][1], f"{field}.timeout", int) if "timeout" in m else 60
+    timeout = _bounded(w, m["timeout"][1], f"{field}.timeout", int, 1, MAX_TIMEOUT) if "timeout" in m else 60
     return ProgramStep(name, tuple(argv), tuple(env.items()), timeout, expect_exit, tuple(out), tuple(err))
 
 
-def load(name_or_path: str) -> Scenario:
+def load(name_or_path: str, host_files: str = REFUSE) -> Scenario:
+    """A built-in scenario by name, or a scenario file (see ``parse`` for ``host_files``)."""
     path = Path(name_or_path)
     if not (path.suffix in (".yaml", ".yml") and path.exists()):
         if path.suffix in (".yaml", ".yml") or "/" in name_or_path:
@@ -276,11 +325,30 @@ def load(name_or_path: str) -> Scenario:
         path = SCENARIOS / f"{name_or_path}.yaml"
         if not path.exists():
             raise UsageError(f"unknown scenario '{name_or_path}' (built in: {', '.join(available())}; or a YAML file)")
-    text = path.read_text()
-    return parse(text, path)
+    if not path.is_file():
+        raise UsageError(f"scenario {path} is not a file")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"scenario {path}: cannot read it ({exc.strerror})") from None
+    if len(data) > MAX_BYTES:
+        raise UsageError(f"scenario {path} is larger than {MAX_BYTES >> 10} KiB: not a scenario")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UsageError(f"{path}:{line}: scenario: not UTF-8 text") from None
+    return parse(text, path, host_files)
 
 
-def parse(text: str, path: Path | None) -> Scenario:
+def parse(text: str, path: Path | None, host_files: str = REFUSE) -> Scenario:
+    """The scenario in ``text`` (from ``path``), checked field by field.
+
+    ``host_files``: REFUSE (a named host file must lie in the scenario's
+    folder), ALLOW (anywhere: the user said so), DROP (replay: host files,
+    components and a kernel image are left out and listed in ``ignored``).
+    """
     w = _Where(str(path) if path else "<scenario>")
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -288,14 +356,31 @@ def parse(text: str, path: Path | None) -> Scenario:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
         raise UsageError(f"{w.path}{line}: malformed YAML: {getattr(exc, 'problem', exc)}") from None
+    except RecursionError:
+        raise w.error(None, "scenario", f"nested deeper than {MAX_DEPTH} levels") from None
     if root is None:
         raise w.error(None, "scenario", "the file is empty")
+    _check_shape(w, root)
+    ignored: list[str] = []
+    base = (path.parent if path else Path.cwd()).resolve()
+
+    def host_file(node: yaml.Node, field: str, value: str, what: str) -> Path | None:
+        """``value`` resolved against the scenario's folder, if the policy lets it be read."""
+        resolved = (base / value).resolve()
+        inside = resolved == base or base in resolved.parents
+        if host_files == DROP:
+            ignored.append(f"{field}: {value} ({what}, not used: pass --trust-bundle to use it)")
+            return None
+        if not inside and host_files != ALLOW:
+            raise w.error(node, field, f"{resolved} is outside the scenario's folder {base}; "
+                                       "pass --allow-host-files to let a scenario read host files")  # fmt: skip
+        return resolved
+
     allowed = {"name", "description", "profile", "kernel", "page_size", "machine", "components", "files",
                "guest_packages", "steps", "expect_findings"}  # fmt: skip
     m = _check_keys(w, root, "", allowed, {"name", "steps"})
     name = _scalar(w, m["name"][1], "name", str)
     profile = _scalar(w, m["profile"][1], "profile", str) if "profile" in m else "debian-trixie"
-    base = path.parent if path else Path.cwd()
 
     flavour = image = None
     if "kernel" in m:
@@ -305,9 +390,9 @@ def parse(text: str, path: Path | None) -> Scenario:
         if "flavour" in km:
             flavour = str(_scalar(w, km["flavour"][1], "kernel.flavour", (str)))
         if "image" in km:
-            image = (base / _scalar(w, km["image"][1], "kernel.image", str)).resolve()
-            if not image.exists():
-                raise w.error(km["image"][1], "kernel.image", f"{image} does not exist")
+            image = host_file(km["image"][1], "kernel.image", _scalar(w, km["image"][1], "kernel.image", str), "a kernel image")
+            if image is not None and not image.is_file():
+                raise w.error(km["image"][1], "kernel.image", f"{image} does not exist or is not a file")
 
     display = gpu = None
     host_env: dict[str, str] = {}
@@ -323,7 +408,11 @@ def parse(text: str, path: Path | None) -> Scenario:
     if "components" in m:
         cm = _check_keys(w, m["components"][1], "components", set(COMPONENTS))
         for key, (_, vnode) in cm.items():
+            where = host_file(vnode, f"components.{key}", _scalar(w, vnode, f"components.{key}", str), "a host program")
+            if where is None:
+                continue
             try:
+                # The link's own name counts (libvirglrenderer.so.1), so not the resolved path.
                 components[key] = check_component(key, base / _scalar(w, vnode, f"components.{key}", str))
             except UsageError as exc:
                 raise w.error(vnode, f"components.{key}", str(exc)) from None
@@ -335,12 +424,18 @@ def parse(text: str, path: Path | None) -> Scenario:
             raise w.error(fnode, "files", "must be a list")
         for i, item in enumerate(fnode.value):
             fm = _check_keys(w, item, f"files[{i}]", {"src", "dest"}, {"src", "dest"})
-            src = (base / _scalar(w, fm["src"][1], f"files[{i}].src", str)).resolve()
-            if not src.is_file():
-                raise w.error(fm["src"][1], f"files[{i}].src", f"{src} does not exist or is not a file")
             dest = _scalar(w, fm["dest"][1], f"files[{i}].dest", str)
             if not _WORD.fullmatch(dest):
                 raise w.error(fm["dest"][1], f"files[{i}].dest", "must be a plain file name")
+            value = _scalar(w, fm["src"][1], f"files[{i}].src", str)
+            # A replayed bundle's own files (files/<dest> beside its scenario) are data: they stay.
+            src = host_file(fm["src"][1], f"files[{i}].src", value, "a host file") if host_files != DROP or value != f"files/{dest}" else (base / value).resolve()
+            if src is None:
+                continue
+            if not src.is_file():
+                raise w.error(fm["src"][1], f"files[{i}].src", f"{src} does not exist or is not a file")
+            if src.stat().st_size > protocol.EXCHANGE_SIZE:
+                raise w.error(fm["src"][1], f"files[{i}].src", f"{src} is larger than the {protocol.EXCHANGE_SIZE >> 20} MiB exchange disk")
             files.append((src, dest))
 
     packages: list[str] = []
@@ -387,7 +482,7 @@ def parse(text: str, path: Path | None) -> Scenario:
     return Scenario(
         name=name, path=path, text=text, profile=profile, kernel_flavour=flavour, kernel_image=image,
         page_size=page, display=display, gpu_options=gpu, host_env=host_env, ring_wake=ring_wake, components=components, files=tuple(files), guest_packages=tuple(packages),
-        demos=tuple(demo_steps), programs=tuple(program_steps), expect_findings=tuple(findings),
+        demos=tuple(demo_steps), programs=tuple(program_steps), expect_findings=tuple(findings), ignored=tuple(ignored),
     )  # fmt: skip
 
 

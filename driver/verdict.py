@@ -172,6 +172,14 @@ def program_checks(run: ProgramRun, step) -> list[Check]:
     return checks
 
 
+def _float(text: str | None) -> float | None:
+    """A number from the guest's facts (untrusted text): None unless it is one."""
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
 def _demo_row(demo, g: DemoRun, h: DemoRun) -> dict:
     """One demo's entry in result.json."""
     return {
@@ -222,7 +230,7 @@ def assemble(
             "page_size": page,
             "kernel_release": facts.get("kernel_release"),
             "render_node": facts.get("render_node"),
-            "uptime_at_finish_s": float(facts["finished_uptime"]) if "finished_uptime" in facts else None,
+            "uptime_at_finish_s": _float(facts.get("finished_uptime")),
         },
         "demos": [],
         "programs": [],

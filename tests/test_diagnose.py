@@ -50,6 +50,13 @@ def ids(*files: str, **ctx) -> list[str]:
         (["guest-kernel-panic.log"], ["guest-kernel-panic"]),
         (["virtio-gpu-missing.log"], ["virtio-gpu-missing"]),
         (["seed.log"], ["map-blob-failed"]),
+        # Real logs of this project's own runs (tests/test_hostile.py makes each happen):
+        # vkcube --wsi display in the guest; preflight had found the host's Vulkan.
+        (["guest-wsi-extension-missing.guest.out", "guest-wsi-extension-missing.preflight.log"], ["guest-wsi-extension-missing"]),
+        # The render server killed with SIGKILL mid-run: blob creation then fails as when it
+        # is missing, but it was there.
+        (["render-server-killed.render-server.log", "render-server-killed.qemu-stderr.log", "render-server-killed.guest.err"], ["render-server-killed"]),
+        (["qemu-killed.machine.log", "qemu-killed.console.log"], ["qemu-killed"]),
     ],
 )
 def test_each_failure_class(files, expected):

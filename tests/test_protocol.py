@@ -53,8 +53,8 @@ def test_exchange_disk_round_trip(tmp_path):
     with open(disk, "r+b") as f:
         f.write(buf.getvalue())
     out = protocol.read_exchange(disk)
-    assert protocol.parse_facts(out["facts"].decode()) == {"page_size_kb": "16"}
-    assert out["test_tri.status"] == b"0\n"
+    assert protocol.parse_facts(out.files["facts"].decode()) == {"page_size_kb": "16"}
+    assert out.files["test_tri.status"] == b"0\n" and out.rejected == []
 
 
 def test_step_rejects_unsplittable_arguments():

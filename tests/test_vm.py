@@ -157,6 +157,9 @@ def test_qemu_crash_is_a_failed_run(provisioned, tmp_path, no_leftovers):
     assert result["verdict"] == "fail"
     assert "QEMU exited" in result["failure"]
     assert result["demos"][0]["outcome"] == "missing"
+    # Said as what it was: a signal from outside, not a guest that did not boot.
+    assert "venus-repro: QEMU was killed by signal 9 (SIGKILL)" in (run_dir / "machine.log").read_text()
+    assert "qemu-killed" in [f["id"] for f in result["findings"]]
 
 
 def test_boot_gives_an_interactive_console(provisioned, tmp_path, no_leftovers):

@@ -74,7 +74,15 @@ finish() {
   dmesg > /out/dmesg.txt 2>&1
   fact finished_uptime "$(uptime_s)"
   if [ -b /dev/vda ]; then
-    (cd /out && tar -cf /dev/vda .) && mark results-written
+    # /out must fit the exchange disk (with room for tar's headers): a larger tar
+    # would be cut short, so say so instead and write nothing.
+    kb=$(du -sk /out | cut -f1)
+    limit_kb=$(( $(cat /sys/block/vda/size) / 2 * 9 / 10 ))
+    if [ "$kb" -gt "$limit_kb" ]; then
+      mark results-failed reason=too-large kb="$kb" limit_kb="$limit_kb"
+    else
+      (cd /out && tar -cf /dev/vda .) && mark results-written || mark results-failed reason=tar-failed
+    fi
   else
     mark results-failed reason=no-exchange-disk
   fi

@@ -68,7 +68,7 @@ class Provisioner:
         """A root unpacked from one pinned set, ready to chroot into (ldconfig run)."""
         pins = self.lock.pins(set_name)
         final = self.cache / "roots" / f"{set_name}-{set_digest(pins)}"
-        if final.exists():
+        if sysroot.reuse(final):
             return final
 
         def build(tmp: Path) -> None:
@@ -95,7 +95,7 @@ class Provisioner:
         pins = self.lock.pins(set_name)
         stem = "root" if not extra else "root-extra"
         final = self.cache / "guest" / f"{stem}-{set_digest([*pins, *extra], *self.profile.guest_drop)}"
-        if final.exists():
+        if sysroot.reuse(final):
             return final
 
         def build(tmp: Path) -> None:
@@ -115,7 +115,7 @@ class Provisioner:
         set_name = f"kernel-{flavour}"
         pins = self.lock.pins(set_name)
         final = self.cache / "kernels" / f"{flavour}-{set_digest(pins, *self.profile.guest_modules)}"
-        if final.exists():
+        if sysroot.reuse(final):
             return final
 
         def build(tmp: Path) -> None:
@@ -144,7 +144,7 @@ class Provisioner:
     def demo_build(self, host_root: Path, guest_root: Path) -> Path:
         key = hashlib.sha256(f"{host_root.name} {guest_root.name} {demos.source_digest()}".encode()).hexdigest()[:16]
         final = self.cache / "demos" / f"build-{key}"
-        if final.exists():
+        if sysroot.reuse(final):
             return final
         libdir = f"usr/lib/{_GNU_ARCH[self.profile.guest_arch]}-linux-gnu"
         with log.nested("building the demos (host and aarch64)"):
@@ -156,7 +156,7 @@ class Provisioner:
         """The vkr_ring_wake shim, built once per host root and shim source."""
         key = hashlib.sha256(f"{host_root.name} {shims.source_digest()}".encode()).hexdigest()[:16]
         final = self.cache / "shims" / f"ring-wake-{key}"
-        if not final.exists():
+        if not sysroot.reuse(final):
             with log.nested("building the vkr_ring_wake shim"):
                 sysroot.build_once(final, lambda tmp: shims.build(host_root, tmp))
         return final / f"{shims.RING_WAKE}.so"
@@ -170,7 +170,7 @@ class Provisioner:
         # initramfs in the cache (build_once prunes older builds by name stem).
         flavour = kernel_dir.name.rsplit("-", 1)[0] if kernel_dir is not None else "custom"
         final = self.cache / "initramfs" / f"initrd-{flavour}-{key}"
-        if final.exists():
+        if sysroot.reuse(final):
             return final / "initrd.cpio"
 
         def build(tmp: Path) -> None:

@@ -8,17 +8,22 @@ anything is unpacked (tar keeps them with ``--keep-directory-symlink``).
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
+import contextlib
+import fcntl
 import fnmatch
+import json
 import os
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
-from .. import log
+from .. import log, sandbox
 from ..errors import ProvisionError
 from .apt import Pin
-from .store import DebStore
+from .store import DebStore, sha256_file
 
 MERGED = ("bin", "sbin", "lib", "lib64")
 
@@ -66,24 +71,135 @@ def drop(root: Path, patterns: tuple[str, ...]) -> None:
                     entry.unlink()
 
 
+@contextlib.contextmanager
+def _registry(cache: Path):
+    """The cache's registry of products in use, under an exclusive lock (short sections only)."""
+    folder = cache / "in-use"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield folder
+
+
+def use(final: Path) -> None:
+    """Record that this process uses product ``final`` (cache/<kind>/<name>), so no other run prunes it."""
+    with _registry(final.parent.parent) as folder:
+        mine = folder / str(os.getpid())
+        if not mine.exists():
+            atexit.register(mine.unlink, missing_ok=True)
+        listed = set(mine.read_text().split("\n")) if mine.exists() else set()
+        if str(final) not in listed:
+            with open(mine, "a") as f:
+                f.write(f"{final}\n")
+
+
+# Every product carries the record of what it was built as: each file's size,
+# mtime and sha256, each link's target. It is checked before every use.
+PRODUCT_RECORD = ".venus-repro-product.json"
+# What this process found when it checked products: (product, problems or []).
+checked: list[tuple[Path, list[str]]] = []
+
+
+def _seal(tmp: Path) -> None:
+    files, links = {}, {}
+    for path in sorted(tmp.rglob("*")):
+        rel = str(path.relative_to(tmp))
+        if path.is_symlink():
+            links[rel] = os.readlink(path)
+        elif path.is_file():
+            st = path.stat()
+            files[rel] = [st.st_size, st.st_mtime_ns, sha256_file(path)]
+    (tmp / PRODUCT_RECORD).write_text(json.dumps({"format": 1, "files": files, "links": links}))
+
+
+def verify(final: Path) -> list[str]:
+    """What differs in product ``final`` from its record (empty: intact).
+
+    A size/mtime-keyed check: a file whose size and mtime match its record is
+    taken as is; any other is hashed again. Extra files (bind-mount targets the
+    sandbox creates in a root) are not counted.
+    """
+    try:
+        doc = json.loads((final / PRODUCT_RECORD).read_text())
+        files, links = doc["files"], doc["links"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ["no integrity record (built by an older venus-repro, or damaged)"]
+    problems = []
+    for rel, (size, mtime, digest) in files.items():
+        path = final / rel
+        try:
+            st = path.lstat()
+        except OSError:
+            problems.append(f"{rel} is missing")
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            problems.append(f"{rel} is no longer a file")
+        elif (st.st_size, st.st_mtime_ns) != (size, mtime) and (st.st_size != size or sha256_file(path) != digest):
+            problems.append(f"{rel} changed")
+    for rel, target in links.items():
+        try:
+            if os.readlink(final / rel) != target:
+                problems.append(f"{rel} points elsewhere")
+        except OSError:
+            problems.append(f"{rel} is missing")
+    return problems
+
+
+def reuse(final: Path) -> bool:
+    """Whether product ``final`` is built and intact; either way this process now uses it.
+
+    A damaged product is removed (and so rebuilt by the caller), never used.
+    """
+    use(final)
+    if not final.exists():
+        return False
+    problems = verify(final)
+    checked.append((final, problems))
+    if not problems:
+        return True
+    shown = "; ".join(problems[:3]) + (f" and {len(problems) - 3} more" if len(problems) > 3 else "")
+    log.warn(f"cached {final.parent.name}/{final.name} is damaged ({shown}): rebuilding it")
+    shutil.rmtree(final)
+    return False
+
+
+def _in_use_by_others(folder: Path) -> set[str]:
+    used: set[str] = set()
+    for entry in folder.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        if sandbox.process_alive(int(entry.name)):
+            used.update(entry.read_text().split("\n"))
+        else:
+            entry.unlink(missing_ok=True)  # a run that ended (or was killed) uses nothing
+    return used
+
+
 def build_once(final: Path, build) -> Path:
     """Build a directory at ``final`` atomically: ``build(tmp)`` then rename.
 
     A half-built directory never takes the final name, so an interrupted
-    provisioning is simply redone next time.
+    provisioning is simply redone next time. The product is recorded as in use
+    by this process first (``use``), and older builds of the same thing are
+    pruned only where no other live run has recorded them: two runs sharing a
+    cache never delete what the other is about to boot.
     """
-    if final.exists():
+    if reuse(final):
         return final
     tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
+    final.parent.mkdir(parents=True, exist_ok=True)
     try:
         build(tmp)
+        _seal(tmp)
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     # Older builds of the same thing (other pins) are no longer wanted.
     stem = final.name.rsplit("-", 1)[0]
-    for old in final.parent.glob(f"{stem}-*"):
-        if old != final and old.is_dir() and len(old.name) == len(final.name):
-            shutil.rmtree(old, ignore_errors=True)
+    with _registry(final.parent.parent) as folder:
+        used = _in_use_by_others(folder)
+        for old in final.parent.glob(f"{stem}-*"):
+            if old != final and old.is_dir() and len(old.name) == len(final.name) and str(old) not in used:
+                shutil.rmtree(old, ignore_errors=True)
     return final
