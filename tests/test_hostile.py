@@ -7,6 +7,7 @@ bundle or a scenario reaches the host; a fault loses nothing").
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -440,3 +441,25 @@ def test_a_program_wanting_vk_khr_display_is_not_blamed_on_the_host(provisioned,
     assert proc.returncode == 1
     assert "VK_KHR_display" in (tmp_path / "run" / "guest" / "vkcube_display.out").read_text()
     assert [f["id"] for f in result["findings"]] == ["guest-wsi-extension-missing"]
+
+
+@pytest.mark.vm
+def test_a_damaged_cache_is_rebuilt_and_doctor_says_so(provisioned, tmp_path):
+    kernel = Path(provisioned["kernel"]["path"])
+    initrd = Path(provisioned["initramfs"])
+    good = hashlib.sha256(kernel.read_bytes()).hexdigest()
+    with open(kernel, "r+b") as f:  # one flipped byte in the cached kernel
+        f.seek(4096)
+        byte = f.read(1)
+        f.seek(4096)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    initrd.unlink()  # and a deleted initramfs
+    proc = venus_repro("doctor", "--json")
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
+    assert checks["cache integrity"]["status"] == "warn"
+    assert "kernels/" in checks["cache integrity"]["detail"] and "vmlinuz changed" in checks["cache integrity"]["detail"]
+    assert "initramfs/" in checks["cache integrity"]["detail"] and "initrd.cpio is missing" in checks["cache integrity"]["detail"]
+    assert hashlib.sha256(kernel.read_bytes()).hexdigest() == good and initrd.is_file()  # rebuilt from the pins
+    again = {c["name"]: c for c in json.loads(venus_repro("doctor", "--json").stdout)["checks"]}
+    assert again["cache integrity"]["status"] == "ok"

@@ -142,6 +142,9 @@ def test_ctrl_c_stops_everything(provisioned, tmp_path, no_leftovers):
     assert "interrupted" in err and "Traceback" not in err
     assert json.loads((run_dir / "result.json").read_text())["verdict"] == "error"
     assert not leftovers(str(tmp_path))
+    from venus_repro.profile import cache_dir
+
+    assert not list((cache_dir() / "exchanges").glob(f"{proc.pid}-*.img"))  # no exchange image left
 
 
 def test_qemu_crash_is_a_failed_run(provisioned, tmp_path, no_leftovers):
