@@ -428,8 +428,10 @@ def parse(text: str, path: Path | None, host_files: str = REFUSE) -> Scenario:
             if not _WORD.fullmatch(dest):
                 raise w.error(fm["dest"][1], f"files[{i}].dest", "must be a plain file name")
             value = _scalar(w, fm["src"][1], f"files[{i}].src", str)
-            # A replayed bundle's own files (files/<dest> beside its scenario) are data: they stay.
-            src = host_file(fm["src"][1], f"files[{i}].src", value, "a host file") if host_files != DROP or value != f"files/{dest}" else (base / value).resolve()
+            if host_files == DROP and value == f"files/{dest}":
+                src = (base / value).resolve()  # a replayed bundle's own copy, beside its scenario: data
+            else:
+                src = host_file(fm["src"][1], f"files[{i}].src", value, "a host file")
             if src is None:
                 continue
             if not src.is_file():
