@@ -189,6 +189,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host-page-size", type=int, metavar="BYTES", help="the host's page size (HVF on Apple Silicon: 16384)")
     p.add_argument("--accel", choices=["hvf", "kvm", "tcg", "whpx"], help="the accelerator the logs come from")
 
+    p = sub.add_parser("build-virglrenderer", help="build a virglrenderer source tree (upstream or your fork) for --virglrenderer/--render-server")
+    _add_profile(p)
+    p.add_argument("source", type=Path, metavar="SOURCE", help="a source tarball (.tar.gz, .tar.xz, …) or a source folder")
+    p.add_argument("-D", dest="options", action="append", default=[], metavar="NAME=VALUE",
+                   help="a meson option, e.g. -D render-server-worker=thread or -D vulkan-preload=false (repeatable)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print the build's paths as JSON")
+
     p = sub.add_parser("demos", help="list the demos (or print their build recipe)")
     p.add_argument("--build-script", action="store_true", help="print the shell lines that build every demo (used by nix/demos.nix)")
     p.add_argument("--cc", default="cc", help="with --build-script: the C compiler (default: cc)")
@@ -446,6 +453,22 @@ def cmd_diagnose(args) -> int:
     return 0
 
 
+def cmd_build_virglrenderer(args) -> int:
+    from .provision import Provisioner
+    from .provision.build import build_virglrenderer
+
+    prof = _profile(args.profile, args.manifest)
+    _no_manifest(prof, "build-virglrenderer")
+    options = tuple(o if o.startswith("-D") else f"-D{o}" for o in args.options)
+    b = build_virglrenderer(Provisioner(prof), args.source, options)
+    if args.json:
+        print(json.dumps(b.as_dict(), indent=2))
+    else:
+        print(f"library:       {b.library}\nrender server: {b.render_server}\n")
+        print(f"venus-repro run --virglrenderer {b.library} --render-server {b.render_server}")
+    return 0
+
+
 def cmd_demos(args) -> int:
     if args.build_script:
         script = [f"mkdir -p {args.out} {args.shaders}", *demos.shader_script(args.shaders), *demos.compile_script(args.cc, args.out, args.shaders)]
@@ -456,7 +479,7 @@ def cmd_demos(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "boot": cmd_boot, "provision": cmd_provision, "lock": cmd_lock, "demos": cmd_demos, "diagnose": cmd_diagnose, "doctor": cmd_doctor, "bench": cmd_bench, "fingerprint": cmd_fingerprint, "compare": cmd_compare, "bundle": cmd_bundle, "replay": cmd_replay}
+COMMANDS = {"run": cmd_run, "boot": cmd_boot, "provision": cmd_provision, "lock": cmd_lock, "demos": cmd_demos, "diagnose": cmd_diagnose, "doctor": cmd_doctor, "bench": cmd_bench, "fingerprint": cmd_fingerprint, "compare": cmd_compare, "bundle": cmd_bundle, "replay": cmd_replay, "build-virglrenderer": cmd_build_virglrenderer}
 
 
 # Errors of the machine rather than of venus-repro: a full disk, a read-only or
