@@ -269,7 +269,7 @@ def test_leftover_checks_ignore_an_unrelated_vm(tmp_path):
     fake = tmp_path / "qemu-system-aarch64"
     fake.write_bytes(Path("/bin/sleep").read_bytes())
     fake.chmod(0o755)
-    other = subprocess.Popen([str(fake), "30"], cwd="/")
+    other = subprocess.Popen([str(fake), "30"], cwd="/", env={"PATH": "/usr/bin:/bin"})  # an unrelated VM: none of our paths
     mine = subprocess.Popen([str(fake), "30"], cwd="/", env={"RENDER_SERVER_EXEC_PATH": f"{tmp_path}/run/render-server"})
     try:
         time.sleep(0.2)
