@@ -18,7 +18,7 @@ from . import log
 from .errors import UsageError
 from .profile import PROFILES, Profile
 
-SKIP = {"exchange.img", "render-server"}
+SKIP = {"exchange.img", "render-server", ".venus-repro-run"}
 # A bundle is someone else's data: limits on what unpacking it may write.
 MAX_MEMBERS = 10_000
 MAX_BYTES = 512 << 20

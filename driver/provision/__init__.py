@@ -213,6 +213,7 @@ class Provisioner:
         self, kernel_flavour: str | None = None, kernel_image: Path | None = None, extra_guest: list[Pin] = ()
     ) -> Components:
         sandbox.require_root()
+        sysroot.checked.clear()  # what preflight reports is what this provisioning checked
         profile = self.profile
         flavour = profile.kernel_flavour(kernel_flavour)
         if kernel_image is not None:
