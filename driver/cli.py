@@ -196,6 +196,12 @@ def parser() -> argparse.ArgumentParser:
                    help="a meson option, e.g. -D render-server-worker=thread or -D vulkan-preload=false (repeatable)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the build's paths as JSON")
 
+    p = sub.add_parser("guest-initramfs", help="assemble the guest (kernel + initramfs) from the lock's packages, no root needed")
+    _add_profile(p)
+    p.add_argument("--demos", type=Path, required=True, metavar="DIR", help="the guest (aarch64) demo binaries")
+    p.add_argument("--kernel-flavour", metavar="FLAVOUR", help="guest kernel flavour (default: the profile's)")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="where vmlinuz, initrd.cpio and release go")
+
     p = sub.add_parser("demos", help="list the demos (or print their build recipe)")
     p.add_argument("--build-script", action="store_true", help="print the shell lines that build every demo (used by nix/demos.nix)")
     p.add_argument("--cc", default="cc", help="with --build-script: the C compiler (default: cc)")
@@ -469,6 +475,21 @@ def cmd_build_virglrenderer(args) -> int:
     return 0
 
 
+def cmd_guest_initramfs(args) -> int:
+    import shutil
+
+    from .provision import Provisioner
+
+    prof = _profile(args.profile, args.manifest)
+    _no_manifest(prof, "guest-initramfs")
+    kdir, initrd = Provisioner(prof).guest(args.kernel_flavour, args.demos.resolve())
+    args.output.mkdir(parents=True, exist_ok=True)
+    for src, name in ((kdir / "vmlinuz", "vmlinuz"), (initrd, "initrd.cpio"), (kdir / "release", "release")):
+        shutil.copyfile(src, args.output / name)
+    print(f"{args.output / 'vmlinuz'}\n{args.output / 'initrd.cpio'}")
+    return 0
+
+
 def cmd_demos(args) -> int:
     if args.build_script:
         script = [f"mkdir -p {args.out} {args.shaders}", *demos.shader_script(args.shaders), *demos.compile_script(args.cc, args.out, args.shaders)]
@@ -479,7 +500,7 @@ def cmd_demos(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "boot": cmd_boot, "provision": cmd_provision, "lock": cmd_lock, "demos": cmd_demos, "diagnose": cmd_diagnose, "doctor": cmd_doctor, "bench": cmd_bench, "fingerprint": cmd_fingerprint, "compare": cmd_compare, "bundle": cmd_bundle, "replay": cmd_replay, "build-virglrenderer": cmd_build_virglrenderer}
+COMMANDS = {"run": cmd_run, "boot": cmd_boot, "provision": cmd_provision, "lock": cmd_lock, "demos": cmd_demos, "diagnose": cmd_diagnose, "doctor": cmd_doctor, "bench": cmd_bench, "fingerprint": cmd_fingerprint, "compare": cmd_compare, "bundle": cmd_bundle, "replay": cmd_replay, "build-virglrenderer": cmd_build_virglrenderer, "guest-initramfs": cmd_guest_initramfs}
 
 
 # Errors of the machine rather than of venus-repro: a full disk, a read-only or

@@ -161,10 +161,13 @@ class Provisioner:
                 sysroot.build_once(final, lambda tmp: shims.build(host_root, tmp))
         return final / f"{shims.RING_WAKE}.so"
 
-    def initramfs(self, guest_root: Path, kernel_dir: Path | None, demo_dir: Path) -> Path:
+    def initramfs(self, guest_root: Path, kernel_dir: Path | None, guest_bins: Path) -> Path:
+        """The guest's initramfs: its userland, /init, the kernel's modules and the demos in ``guest_bins``."""
         init = resources.GUEST_INIT.read_bytes()
+        # The layout of the tree (what is copied in and how) is part of the key too.
+        bins = b"layout 2\0" + b"".join(p.name.encode() + b"\0" + p.read_bytes() for p in sorted(guest_bins.iterdir()) if p.is_file())
         key = hashlib.sha256(
-            b"\0".join([guest_root.name.encode(), str(kernel_dir).encode(), demo_dir.name.encode(), init])
+            b"\0".join([guest_root.name.encode(), (kernel_dir.name if kernel_dir else "").encode(), bins, init])
         ).hexdigest()[:16]
         # The flavour is part of the name so that each kernel keeps its own
         # initramfs in the cache (build_once prunes older builds by name stem).
@@ -175,7 +178,7 @@ class Provisioner:
 
         def build(tmp: Path) -> None:
             tree = tmp / "tree"
-            shutil.copytree(guest_root, tree, symlinks=True)
+            shutil.copytree(guest_root, tree, symlinks=True, ignore=shutil.ignore_patterns(sysroot.PRODUCT_RECORD))
             (tree / "init").write_bytes(init)
             (tree / "init").chmod(0o755)
             (tree / "etc/venus-repro").mkdir(parents=True, exist_ok=True)
@@ -184,13 +187,27 @@ class Provisioner:
                 shutil.copytree(kernel_dir / "modules", tree / GUEST_MODULE_DIR)
                 modules = [f"/{GUEST_MODULE_DIR}/{n}" for n in (kernel_dir / "modules.order").read_text().split()]
             (tree / "etc/venus-repro/modules").write_text("".join(f"{m}\n" for m in modules))
-            shutil.copytree(demo_dir / "guest", tree / GUEST_BIN_DIR)
+            shutil.copytree(guest_bins, tree / GUEST_BIN_DIR)
             size = initramfs.write_cpio(tree, tmp / "initrd.cpio")
             shutil.rmtree(tree)
             log.info(f"initramfs: {size / 1e6:.1f} MB, {len(modules)} modules")
 
         with log.nested("packing the guest initramfs"):
             return sysroot.build_once(final, build) / "initrd.cpio"
+
+    def guest(self, kernel_flavour: str | None, guest_bins: Path) -> tuple[Path, Path]:
+        """The guest alone — (kernel folder, initramfs) — from the lock's packages and ``guest_bins``.
+
+        Unpacking and packing only: no root, no chroot, no compiler, so it runs
+        on any host with Python (the Nix flake runs it on macOS, with the
+        packages fetched by their pinned sha256; ``venus-repro guest-initramfs``).
+        """
+        flavour = self.profile.kernel_flavour(kernel_flavour)
+        if not guest_bins.is_dir():
+            raise ProvisionError(f"{guest_bins}: no such folder of guest demo binaries")
+        with log.nested(f"assembling the guest ({flavour} kernel)"):
+            kdir = self.kernel_dir(flavour)
+            return kdir, self.initramfs(self.guest_root(), kdir, guest_bins)
 
     def versions(self, host_arch: str) -> dict[str, str]:
         def version(set_name: str, pkg: str) -> str:
@@ -231,7 +248,7 @@ class Provisioner:
                 # must be built in; the guest reports what it finds.
                 kdir, release, flavour = None, None, "custom"
             demo_dir = self.demo_build(host_root, guest_root)
-            initrd = self.initramfs(guest_root, kdir, demo_dir)
+            initrd = self.initramfs(guest_root, kdir, demo_dir / "guest")
             ring_wake = self.ring_wake(host_root)
         return Components(
             profile=profile,

@@ -1,4 +1,4 @@
-"""Unpack pinned ``.deb`` files into a root directory.
+"""Unpack pinned ``.deb`` files into a root directory (``deb.unpack``: Python, no dpkg).
 
 No maintainer scripts run: a root is files only, which is all QEMU, Mesa and
 gcc need, and it keeps provisioning free of side effects on the host. Debian
@@ -17,29 +17,14 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 from pathlib import Path
 
 from .. import log, sandbox
-from ..errors import ProvisionError
+from . import deb
 from .apt import Pin
 from .store import DebStore, sha256_file
 
 MERGED = ("bin", "sbin", "lib", "lib64")
-
-
-def _unpack(deb: Path, into: Path) -> None:
-    pipe = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
-    tar = subprocess.run(
-        ["tar", "-x", "--keep-directory-symlink", "--no-same-owner", "-C", str(into)],
-        stdin=pipe.stdout,
-        capture_output=True,
-        text=True,
-    )
-    assert pipe.stdout is not None
-    pipe.stdout.close()
-    if pipe.wait() != 0 or tar.returncode != 0:
-        raise ProvisionError(f"could not unpack {deb.name}: {tar.stderr.strip()}")
 
 
 def unpack_all(pins: list[Pin], store: DebStore, into: Path, what: str) -> None:
@@ -51,7 +36,7 @@ def unpack_all(pins: list[Pin], store: DebStore, into: Path, what: str) -> None:
             os.symlink(f"usr/{d}", into / d)
     progress = log.Progress(f"unpacking {what}", len(pins), " packages")
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        futures = [pool.submit(lambda p: _unpack(store.verified(p), into), p) for p in pins]
+        futures = [pool.submit(lambda p: deb.unpack(store.verified(p), into), p) for p in pins]
         for fut in concurrent.futures.as_completed(futures):
             fut.result()
             progress.advance()
