@@ -196,6 +196,10 @@ def parser() -> argparse.ArgumentParser:
                    help="a meson option, e.g. -D render-server-worker=thread or -D vulkan-preload=false (repeatable)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the build's paths as JSON")
 
+    p = sub.add_parser("unpack", help="unpack .deb files the way provisioning does (Python; no dpkg needed)")
+    p.add_argument("debs", nargs="+", type=Path, metavar="DEB")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
+
     p = sub.add_parser("guest-initramfs", help="assemble the guest (kernel + initramfs) from the lock's packages, no root needed")
     _add_profile(p)
     p.add_argument("--demos", type=Path, required=True, metavar="DIR", help="the guest (aarch64) demo binaries")
@@ -475,6 +479,17 @@ def cmd_build_virglrenderer(args) -> int:
     return 0
 
 
+def cmd_unpack(args) -> int:
+    from .provision import deb
+
+    args.output.mkdir(parents=True, exist_ok=True)
+    for path in args.debs:
+        if not path.is_file():
+            raise VenusReproError(f"{path}: no such .deb")
+        deb.unpack(path, args.output)
+    return 0
+
+
 def cmd_guest_initramfs(args) -> int:
     import shutil
 
@@ -500,7 +515,7 @@ def cmd_demos(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "boot": cmd_boot, "provision": cmd_provision, "lock": cmd_lock, "demos": cmd_demos, "diagnose": cmd_diagnose, "doctor": cmd_doctor, "bench": cmd_bench, "fingerprint": cmd_fingerprint, "compare": cmd_compare, "bundle": cmd_bundle, "replay": cmd_replay, "build-virglrenderer": cmd_build_virglrenderer, "guest-initramfs": cmd_guest_initramfs}
+COMMANDS = {"run": cmd_run, "boot": cmd_boot, "provision": cmd_provision, "lock": cmd_lock, "demos": cmd_demos, "diagnose": cmd_diagnose, "doctor": cmd_doctor, "bench": cmd_bench, "fingerprint": cmd_fingerprint, "compare": cmd_compare, "bundle": cmd_bundle, "replay": cmd_replay, "build-virglrenderer": cmd_build_virglrenderer, "guest-initramfs": cmd_guest_initramfs, "unpack": cmd_unpack}
 
 
 # Errors of the machine rather than of venus-repro: a full disk, a read-only or
