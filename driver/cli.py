@@ -211,6 +211,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cc", default="cc", help="with --build-script: the C compiler (default: cc)")
     p.add_argument("--out", type=Path, default=Path("bin"), help="with --build-script: where the binaries go (default: bin)")
     p.add_argument("--shaders", type=Path, default=Path("shaders"), help="with --build-script: where the SPIR-V headers go")
+    p.add_argument("--vulkan", default="-lvulkan", metavar="LIB",
+                   help="with --build-script: how to link the Vulkan loader (default -lvulkan; a cross build names the target's libvulkan.so.1)")  # fmt: skip
     return ap
 
 
@@ -507,7 +509,7 @@ def cmd_guest_initramfs(args) -> int:
 
 def cmd_demos(args) -> int:
     if args.build_script:
-        script = [f"mkdir -p {args.out} {args.shaders}", *demos.shader_script(args.shaders), *demos.compile_script(args.cc, args.out, args.shaders)]
+        script = [f"mkdir -p {args.out} {args.shaders}", *demos.shader_script(args.shaders), *demos.compile_script(args.cc, args.out, args.shaders, args.vulkan)]
         print("\n".join(["set -e", *script]))
         return 0
     rows = [[d.name, d.timeout, d.description] for d in demos.catalogue().values()]

@@ -10,10 +10,19 @@ let
   inherit (pkgs) lib;
   host = pkgs.stdenv.hostPlatform;
 
-  # The guest is aarch64-linux on every host. Native on aarch64-linux;
-  # cross-built on x86_64-linux (no aarch64 builder needed); on aarch64-darwin
-  # a plain aarch64-linux package set, built by a Linux builder (nix-darwin's
-  # linux-builder or a remote one) and mostly found in the binary cache.
+  # The guest is aarch64-linux on every host, and on every host it is fetched,
+  # never built for Linux: Debian's 16K kernel and userland from the lock (the
+  # same pins as the Debian profile), packed by the driver, with the demos
+  # cross-built by zig. So a Mac needs no Linux builder (guest/debian.nix).
+  debianPackages = pkgs.callPackage ./guest/debian-packages.nix { };
+  guest-demos = pkgs.callPackage ./guest/demos-zig.nix { inherit venus-repro debianPackages; };
+  guest = pkgs.callPackage ./guest/debian.nix {
+    inherit venus-repro debianPackages;
+    demos = guest-demos;
+  };
+
+  # Opt-in, and built for aarch64-linux (natively, cross from x86_64-linux, or by
+  # a Linux builder on a Mac): the kernel from source and an Alpine guest.
   guestPkgs =
     if host.isLinux && host.isAarch64 then
       pkgs
@@ -26,15 +35,15 @@ let
   moltenvk = if host.isDarwin then pkgs.moltenvk else null;
   virglrenderer = pkgs.callPackage ./virglrenderer.nix { inherit moltenvk; };
   qemu = pkgs.callPackage ./qemu.nix { inherit virglrenderer; };
-  kernel = guestPkgs.callPackage ../kernels/linux-16k.nix { };
-  guest-demos = guestPkgs.callPackage ./demos.nix { };
+  kernel-from-source = guestPkgs.callPackage ../kernels/linux-16k.nix { };
+  alpine-guest-demos = guestPkgs.callPackage ./demos.nix { };
   # Host builds of the same demos render the reference frames. They use the
   # Linux DRM uapi (the zero-copy variants), so there are none on darwin.
   host-demos = if host.isLinux then pkgs.callPackage ./demos.nix { } else null;
   alpine-minirootfs = guestPkgs.callPackage ./guest/alpine-minirootfs.nix { };
-  guest-initramfs = guestPkgs.callPackage ./guest/initramfs.nix {
+  alpine-initramfs = guestPkgs.callPackage ./guest/initramfs.nix {
     inherit alpine-minirootfs;
-    demos = guest-demos;
+    demos = alpine-guest-demos;
   };
   # The host's Vulkan driver: lavapipe on Linux (no GPU needed), MoltenVK on macOS.
   vulkanIcd =
@@ -51,14 +60,13 @@ let
     inherit
       qemu
       virglrenderer
-      kernel
+      guest
       host-demos
       vulkanIcd
       eglVendor
       ring-wake
       ;
     inherit (pkgs) vulkan-tools;
-    initramfs = guest-initramfs;
   };
 in
 {
@@ -67,11 +75,12 @@ in
       venus-repro
       virglrenderer
       qemu
-      kernel
+      guest
       guest-demos
-      alpine-minirootfs
-      guest-initramfs
       manifest
+      kernel-from-source
+      alpine-minirootfs
+      alpine-initramfs
       ;
     default = venus-repro;
   }

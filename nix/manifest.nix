@@ -6,8 +6,7 @@
   writeTextDir,
   qemu,
   virglrenderer,
-  kernel,
-  initramfs,
+  guest,
   host-demos,
   vulkanIcd,
   eglVendor,
@@ -27,9 +26,9 @@ writeTextDir "manifest.json" (
     vulkan_icd = vulkanIcd;
     vulkaninfo = "${vulkan-tools}/bin/vulkaninfo";
     egl_vendor = eglVendor;
-    # An aarch64 kernel on every host: its target is always the arm64 Image.
-    kernel = "${kernel}/Image";
-    initramfs = "${initramfs}/initrd.cpio";
+    # Debian's arm64 kernel and the initramfs the driver packed (guest/debian.nix).
+    kernel = "${guest}/vmlinuz";
+    initramfs = "${guest}/initrd.cpio";
     # The guest must use the host's page size on HVF; 16K everywhere keeps
     # Linux runs honest about the kernel macOS users boot.
     page_size = 16384;
@@ -43,7 +42,7 @@ writeTextDir "manifest.json" (
     versions = {
       qemu = qemu.version;
       virglrenderer = virglrenderer.version;
-      kernel = kernel.version;
+      kernel_flavour = guest.kernelFlavour;
       fd_fallback_patch = virglrenderer.fdFallbackPatch != null;
     };
   }

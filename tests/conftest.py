@@ -50,8 +50,9 @@ def leftovers(*marks: str) -> list[str]:
     business.
     """
     marks = marks + (str(cache_dir()),)
-    procs = subprocess.run(["pgrep", "-f", "qemu-system-aarch64|virgl_render_server"], capture_output=True, text=True)
-    found = [f"pid {pid}: {_cmdline(pid)}" for pid in procs.stdout.split() if _mentions(pid, marks)]
+    pids = [p.name for p in Path("/proc").iterdir() if p.name.isdigit() and p.name != str(os.getpid())]
+    vms = [pid for pid in pids if any(n in _cmdline(pid) for n in ("qemu-system-aarch64", "virgl_render_server"))]
+    found = [f"pid {pid}: {_cmdline(pid)}" for pid in vms if _mentions(pid, marks)]
     with open("/proc/mounts") as f:
         found += [l for l in f if any(m in l for m in marks)]
     return found

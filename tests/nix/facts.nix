@@ -52,16 +52,30 @@ let
         buildInputs = names v.buildInputs;
         available = lib.meta.availableOn v.stdenv.hostPlatform v;
       };
-      kernel = {
-        inherit (p.kernel) version system;
-        config = lib.genAttrs kernelOptions (o: (p.kernel.configfile.structuredConfig.${o} or { }).tristate or null);
+      kernelFromSource = {
+        inherit (p.kernel-from-source) version system;
+        config = lib.genAttrs kernelOptions (o: (p.kernel-from-source.configfile.structuredConfig.${o} or { }).tristate or null);
+      };
+      guest = {
+        inherit (p.guest) system;
+        command = p.guest.buildCommand;
+        # every .deb it starts from: name, where from, and the hash it must have
+        debs = map (d: {
+          inherit (d) name system urls;
+          hash = d.outputHash;
+        }) p.guest.debs;
+      };
+      guestDemos = {
+        inherit (p.guest-demos) system;
+        build = p.guest-demos.buildPhase;
+        inputs = names p.guest-demos.nativeBuildInputs;
       };
       manifest = builtins.fromJSON (builtins.unsafeDiscardStringContext p.manifest.text);
       unitCheck = {
         command = vr.checks.unit.buildCommand;
         inputs = names vr.checks.unit.nativeBuildInputs;
       };
-      initramfsCommand = p.guest-initramfs.buildCommand;
+      alpineInitramfsCommand = p.alpine-initramfs.buildCommand;
       driver = {
         inherit (p.venus-repro) version;
         pythonImportsCheck = p.venus-repro.pythonImportsCheck or [ ];
