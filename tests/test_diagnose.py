@@ -57,6 +57,8 @@ def ids(*files: str, **ctx) -> list[str]:
         # is missing, but it was there.
         (["render-server-killed.render-server.log", "render-server-killed.qemu-stderr.log", "render-server-killed.guest.err"], ["render-server-killed"]),
         (["qemu-killed.machine.log", "qemu-killed.console.log"], ["qemu-killed"]),
+        # NVIDIA behind virglrenderer 1.1's render server (the lines of the H200 spike, shared/GPU.md).
+        (["host-driver-initialised-before-fork.render-server.log", "host-driver-initialised-before-fork.guest.out"], ["host-driver-initialised-before-fork"]),
     ],
 )
 def test_each_failure_class(files, expected):
