@@ -34,13 +34,15 @@ def _source(name: str) -> Path:
     "args,message",
     [
         (["/nonexistent.tar.gz"], "no such source tarball or folder"),
-        (["pyproject.toml"], "give a source tarball"),
-        (["demos"], "not a virglrenderer source folder (no meson.build)"),
-        (["demos", "-D", "venus"], "meson option '-Dvenus': give -Dname=value"),
+        (["notes.txt"], "give a source tarball"),
+        (["empty"], "not a virglrenderer source folder (no meson.build)"),
+        (["empty", "-D", "venus"], "meson option '-Dvenus': give -Dname=value"),
     ],
 )
-def test_bad_sources_are_one_clear_error(args, message):
-    proc = venus_repro("build-virglrenderer", *args)
+def test_bad_sources_are_one_clear_error(tmp_path, args, message):
+    (tmp_path / "notes.txt").write_text("not a tarball\n")
+    (tmp_path / "empty").mkdir()
+    proc = venus_repro("build-virglrenderer", *args, cwd=tmp_path)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
 
