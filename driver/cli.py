@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import signal
 import json
 import sys
@@ -540,6 +541,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("venus-repro: interrupted (QEMU and its render server were stopped)", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`venus-repro diagnose … | head`): nothing more to say.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Terminated:
         print("venus-repro: terminated by SIGTERM (QEMU and its render server were stopped)", file=sys.stderr)
         return 143

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 
 import yaml
 
@@ -30,6 +31,38 @@ def virtio_gpu(section: str, value: int) -> str:
 def vk_result_name(value: int) -> str:
     """``-1`` → ``VK_ERROR_OUT_OF_HOST_MEMORY``; an unknown value is still shown."""
     return _table("vkresult").get(value, f"VkResult({value}, unknown)")
+
+
+@functools.cache
+def _vk_by_name() -> dict[str, int]:
+    return {name: value for value, name in _table("vkresult").items()}
+
+
+# How people paste a VkResult: VK_ERROR_X (C), ERROR_X (vulkaninfo's string_VkResult),
+# ErrorX / eErrorX / vk::Result::eErrorX (vulkan-hpp), and numbers after VkResult.
+_VK_NAMED = re.compile(r"\b(?:VK_)?((?:ERROR|SUCCESS|NOT_READY|TIMEOUT|EVENT_SET|EVENT_RESET|INCOMPLETE|SUBOPTIMAL)[A-Z0-9_]*)\b")
+_VK_CAMEL = re.compile(r"(?<![A-Za-z0-9])e?((?:Error|Suboptimal|Success|NotReady|Timeout|Incomplete)[A-Z][A-Za-z0-9]*|Success|Timeout|Incomplete)\b")
+_VK_NUMBER = re.compile(r"\bVkResult\b[ :=(]{0,3}(-?\d+)\b|\bVK err (-?\d+) @|\"vk_result\": (-?\d+)")
+
+
+def vk_results_in(text: str) -> list[tuple[int, str, str]]:
+    """Every VkResult ``text`` names, however spelled: (value, canonical name, as written)."""
+    names = _vk_by_name()
+    found = []
+    for m in _VK_NAMED.finditer(text):
+        name = "VK_" + m.group(1)
+        if name in names:
+            found.append((names[name], name, m.group(0)))
+    for m in _VK_CAMEL.finditer(text):
+        snake = "VK_" + re.sub(r"(?<!^)(?=[A-Z])", "_", m.group(1)).upper()
+        for candidate in (snake, snake + "_KHR", snake.replace("_K_H_R", "_KHR")):
+            if candidate in names:
+                found.append((names[candidate], candidate, m.group(0)))
+                break
+    for m in _VK_NUMBER.finditer(text):
+        value = int(next(g for g in m.groups() if g is not None))
+        found.append((value, vk_result_name(value), m.group(0)))
+    return found
 
 
 def venus_messages() -> dict[str, str]:

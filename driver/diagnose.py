@@ -173,10 +173,8 @@ def decode_codes(lines: list[Line]) -> list[dict]:
                 for kind, raw in zip(kinds, m.groups()):
                     value = int(raw, 16)
                     add(f"virtio-gpu {kind[:-1]}", value, codes.virtio_gpu(kind, value), line)
-        for m in re.finditer(r"VK err (-?\d+) @ (\w+)", line.text):
-            add("VkResult", int(m.group(1)), codes.vk_result_name(int(m.group(1))), line)
-        for m in re.finditer(r'"vk_result": (-?\d+)', line.text):
-            add("VkResult", int(m.group(1)), codes.vk_result_name(int(m.group(1))), line)
+        for value, name, _ in codes.vk_results_in(line.text):
+            add("VkResult", value, name, line)
         for pattern, meaning in _venus_messages():
             if m := pattern.search(line.text):
                 add("guest message", m.group(0), meaning, line)
@@ -193,8 +191,9 @@ def decode_codes(lines: list[Line]) -> list[dict]:
 
 
 def _matching(lines: list[Line], patterns: list[str]) -> list[Line]:
+    """The lines (as written) that a pattern matches in their annotated form (see _annotated)."""
     compiled = [re.compile(p) for p in patterns]
-    return [l for l in lines if any(c.search(l.text) for c in compiled)]
+    return [l for l in lines if any(c.search(_annotated(l)) for c in compiled)]
 
 
 def _page_size_finding(rule: dict, ctx: Context) -> Finding | None:
@@ -210,6 +209,19 @@ def _page_size_finding(rule: dict, ctx: Context) -> Finding | None:
         _fold(rule["fix"].format(**fields)),
         evidence,
     )
+
+
+@functools.lru_cache(maxsize=65536)
+def _annotated(line: Line) -> str:
+    """What the rules read of ``line``: its text, then the VkResults it names in canonical form.
+
+    Rules are written against canonical names (VK_ERROR_OUT_OF_HOST_MEMORY) and so match
+    every spelling users paste (ERROR_OUT_OF_HOST_MEMORY, ErrorOutOfHostMemory, VkResult -1).
+    """
+    found = {(value, name) for value, name, _ in codes.vk_results_in(line.text)}
+    if not found:
+        return line.text
+    return line.text + "  [VkResult: " + "; ".join(f"{name} ({value})" for value, name in sorted(found)) + "]"
 
 
 def classify(lines: list[Line], ctx: Context) -> list[Finding]:

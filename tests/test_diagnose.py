@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import venus_repro
+from conftest import REPO, venus_repro
 from venus_repro import diagnose
 
 FIXTURES = Path(__file__).parent / "fixtures" / "diagnose"
@@ -33,7 +35,11 @@ def ids(*files: str, **ctx) -> list[str]:
         (["no-gl-display-egl.log"], ["no-gl-display"]),
         (["venus-needs-blob-hostmem.log"], ["venus-needs-blob-hostmem"]),
         (["virglrenderer-too-old.log"], ["virglrenderer-too-old"]),
-        (["venus-capset-missing.log"], ["venus-capset-missing"]),
+        # A guest log with capsets but none for Venus is no failure by itself (a virgl-only
+        # guest looks like that); with Vulkan failing in the guest, it is the cause. Both real:
+        # the second pair is a run with venus=off (--gpu-options blob=on,hostmem=1G).
+        (["venus-capset-missing.log"], []),
+        (["venus-off.guest-dmesg.log", "venus-off.test_tri.out"], ["venus-capset-missing"]),
         (["host-vulkan-missing.log"], ["host-vulkan-missing"]),
         (["venus-ring-fatal.log"], ["venus-ring-fatal"]),
         # A lost ring wakeup under TCG, seen as a ring seqno wait or (with fence feedback,
@@ -145,3 +151,35 @@ def test_guest_messages_are_decoded():
     messages = {c["value"]: c["name"] for c in report["codes"] if c["kind"] == "guest message"}
     assert "vkCreateInstance then returns -1" in messages["failed to allocate/map ring shmem"]
     assert "VK_MESA_venus_protocol spec version 2" in messages
+
+
+@pytest.mark.parametrize(
+    "text,value,name",
+    [
+        # spellings users paste (quoted from public trackers)
+        ("ERROR: [Loader Message] ... vkCreateInstance failed with ERROR_OUT_OF_HOST_MEMORY", -1, "VK_ERROR_OUT_OF_HOST_MEMORY"),
+        ("terminate called after throwing: vk::Device::createFence: ErrorOutOfHostMemory", -1, "VK_ERROR_OUT_OF_HOST_MEMORY"),
+        ("MESA-VIRTIO: debug: vn_CreateDevice: VK_ERROR_INITIALIZATION_FAILED", -3, "VK_ERROR_INITIALIZATION_FAILED"),
+        ("result == vk::Result::eErrorDeviceLost", -4, "VK_ERROR_DEVICE_LOST"),
+        ("vkQueuePresentKHR returned VkResult -1000001004", -1000001004, "VK_ERROR_OUT_OF_DATE_KHR"),
+        ("swapchain: ERROR_SURFACE_LOST_KHR", -1000000000, "VK_ERROR_SURFACE_LOST_KHR"),
+    ],
+)
+def test_every_vkresult_spelling_is_decoded(tmp_path, text, value, name):
+    (tmp_path / "paste.log").write_text(text + "\n")
+    report = diagnose.diagnose([tmp_path / "paste.log"])
+    assert {(c["value"], c["name"]) for c in report["codes"] if c["kind"] == "VkResult"} == {(value, name)}
+
+
+def test_vulkaninfos_instance_failure_is_explained_in_any_spelling(tmp_path):
+    for text in ("vkCreateInstance failed with ERROR_OUT_OF_HOST_MEMORY", "VK err -1 @ vkCreateInstance"):
+        (tmp_path / "guest.log").write_text(text + "\n")
+        report = diagnose.diagnose([tmp_path / "guest.log"])
+        assert [f["id"] for f in report["findings"]] == ["venus-instance-out-of-host-memory"], text
+        assert report["findings"][0]["evidence"][0]["text"] == text  # evidence as written, not as decoded
+
+
+def test_diagnose_into_a_closed_pipe_is_quiet():
+    proc = subprocess.run(f"{sys.executable} -m venus_repro diagnose {FIXTURES / 'seed.log'} | head -c 10",
+                          shell=True, capture_output=True, text=True, cwd=REPO)  # fmt: skip
+    assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
