@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import re
 
 import yaml
@@ -62,6 +64,34 @@ def vk_results_in(text: str) -> list[tuple[int, str, str]]:
     for m in _VK_NUMBER.finditer(text):
         value = int(next(g for g in m.groups() if g is not None))
         found.append((value, vk_result_name(value), m.group(0)))
+    return found
+
+
+_HV_VALUE = re.compile(r"\b(?:err(?:or)?|hv_return_t|ret(?:urn(?:ed)?)?)\W{1,3}(-\d{6,10}|0x[fF][aA][eE]9400[0-9a-fA-F])\b")
+_HV_NAME = re.compile(r"\bHV_[A-Z_]+\b")
+_ERRNO = re.compile(r"\((?:os error|Errno) (\d+)\)|\[Errno (\d+)\]|\berrno[ =:]+(\d+)\b|\berror -(\d{1,3})\b")
+
+
+def hvf_codes_in(text: str) -> list[tuple[int, str, str]]:
+    """Hypervisor.framework codes in ``text``: by name, hex, or signed 32-bit (libkrun's ``err -85377021``)."""
+    table = _table("hvf")
+    by_name = {name: value for value, name in table.items()}
+    found = [(by_name[m.group(0)], m.group(0), m.group(0)) for m in _HV_NAME.finditer(text) if m.group(0) in by_name]
+    for m in _HV_VALUE.finditer(text):
+        raw = m.group(1)
+        value = int(raw, 16) if raw.lower().startswith("0x") else int(raw) & 0xFFFFFFFF
+        if value in table:
+            found.append((value, table[value], m.group(0)))
+    return found
+
+
+def errnos_in(text: str) -> list[tuple[int, str, str]]:
+    """errno values in ``text`` ("Bad address (os error 14)", "[Errno 13]", "error -12"): (value, "EFAULT: Bad address", as written)."""
+    found = []
+    for m in _ERRNO.finditer(text):
+        value = int(next(g for g in m.groups() if g is not None))
+        if value in errno.errorcode:
+            found.append((value, f"{errno.errorcode[value]}: {os.strerror(value)}", m.group(0)))
     return found
 
 

@@ -175,6 +175,10 @@ def decode_codes(lines: list[Line]) -> list[dict]:
                     add(f"virtio-gpu {kind[:-1]}", value, codes.virtio_gpu(kind, value), line)
         for value, name, _ in codes.vk_results_in(line.text):
             add("VkResult", value, name, line)
+        for value, name, _ in codes.hvf_codes_in(line.text):
+            add("Hypervisor.framework", f"0x{value:08x}", name, line)
+        for value, name, _ in codes.errnos_in(line.text):
+            add("errno", value, name, line)
         for pattern, meaning in _venus_messages():
             if m := pattern.search(line.text):
                 add("guest message", m.group(0), meaning, line)
@@ -215,13 +219,14 @@ def _page_size_finding(rule: dict, ctx: Context) -> Finding | None:
 def _annotated(line: Line) -> str:
     """What the rules read of ``line``: its text, then the VkResults it names in canonical form.
 
-    Rules are written against canonical names (VK_ERROR_OUT_OF_HOST_MEMORY) and so match
-    every spelling users paste (ERROR_OUT_OF_HOST_MEMORY, ErrorOutOfHostMemory, VkResult -1).
+    Rules are written against canonical names (VK_ERROR_OUT_OF_HOST_MEMORY, HV_BAD_ARGUMENT,
+    EFAULT) and so match every spelling users paste (ERROR_OUT_OF_HOST_MEMORY,
+    ErrorOutOfHostMemory, VkResult -1; err -85377021; "Bad address (os error 14)").
     """
-    found = {(value, name) for value, name, _ in codes.vk_results_in(line.text)}
-    if not found:
-        return line.text
-    return line.text + "  [VkResult: " + "; ".join(f"{name} ({value})" for value, name in sorted(found)) + "]"
+    decoded = [f"{name} ({value})" for value, name, _ in sorted(set(codes.vk_results_in(line.text)))]
+    decoded += [name for _, name, _ in sorted(set(codes.hvf_codes_in(line.text)))]
+    decoded += [name.split(":")[0] for _, name, _ in sorted(set(codes.errnos_in(line.text)))]
+    return f"{line.text}  [decoded: {'; '.join(dict.fromkeys(decoded))}]" if decoded else line.text
 
 
 def classify(lines: list[Line], ctx: Context) -> list[Finding]:

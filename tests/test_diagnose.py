@@ -183,3 +183,30 @@ def test_diagnose_into_a_closed_pipe_is_quiet():
     proc = subprocess.run(f"{sys.executable} -m venus_repro diagnose {FIXTURES / 'seed.log'} | head -c 10",
                           shell=True, capture_output=True, text=True, cwd=REPO)  # fmt: skip
     assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "text,kind,value,name",
+    [
+        ("[devices::virtio::gpu] map_memory: err -85377021", "Hypervisor.framework", "0xfae94003", "HV_BAD_ARGUMENT"),
+        ("qemu-system-aarch64: -accel hvf: HV_UNSUPPORTED", "Hypervisor.framework", "0xfae9400f", "HV_UNSUPPORTED"),
+        ("Error: failed to create VM: Bad address (os error 14)", "errno", 14, "EFAULT: Bad address"),
+        ("PermissionError: [Errno 13] Permission denied: '/dev/kvm'", "errno", 13, "EACCES: Permission denied"),
+    ],
+)
+def test_hypervisor_and_errno_codes_are_decoded(tmp_path, text, kind, value, name):
+    (tmp_path / "paste.log").write_text(text + "\n")
+    report = diagnose.diagnose([tmp_path / "paste.log"])
+    assert {"kind": kind, "value": value, "name": name} in [{k: c[k] for k in ("kind", "value", "name")} for c in report["codes"]]
+
+
+@pytest.mark.parametrize(
+    "text,finding",
+    [
+        ("[2025-05-01T10:00:00Z ERROR devices::virtio::gpu::virtio_gpu] map_memory: err -85377021", "hvf-map-refused"),
+        ("qemu-system-aarch64: could not load kernel 'alpine-virt-16k.img': No such file or directory", "qemu-kernel-not-found"),
+    ],
+)
+def test_neighbouring_failures(tmp_path, text, finding):
+    (tmp_path / "paste.log").write_text(text + "\n")
+    assert [f["id"] for f in diagnose.diagnose([tmp_path / "paste.log"])["findings"]] == [finding]
