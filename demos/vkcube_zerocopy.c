@@ -122,6 +122,22 @@ static int alloc_outside(struct state *st, struct slot_memory *sm, size_t size) 
 
 /* --- targets ------------------------------------------------------------------------- */
 
+/* Rendering into a LINEAR image is optional in Vulkan: check the driver offers it before
+ * doing it. On an NVIDIA H200 the unchecked render gave VK_ERROR_DEVICE_LOST and once left
+ * the GPU hung for every later process. Unsupported is a clear outcome instead:
+ * VK_ERROR_FORMAT_NOT_SUPPORTED at the query that said so. */
+static void require_linear_target(struct vr *vr, const VkImageCreateInfo *ici) {
+    VkFormatProperties fp;
+    vkGetPhysicalDeviceFormatProperties(vr->phys, ici->format, &fp);
+    if (!(fp.linearTilingFeatures & VK_FORMAT_FEATURE_COLOR_ATTACHMENT_BIT))
+        vr_fail(vr, VK_ERROR_FORMAT_NOT_SUPPORTED, "vkGetPhysicalDeviceFormatProperties");
+    VkImageFormatProperties ifp;
+    VR_CHECK(vr, vkGetPhysicalDeviceImageFormatProperties(vr->phys, ici->format, ici->imageType, ici->tiling,
+                                                          ici->usage, 0, &ifp));
+    if (ifp.maxExtent.width < ici->extent.width || ifp.maxExtent.height < ici->extent.height)
+        vr_fail(vr, VK_ERROR_FORMAT_NOT_SUPPORTED, "vkGetPhysicalDeviceImageFormatProperties");
+}
+
 static VkImage linear_image(struct vr *vr, int external) {
     VkExternalMemoryImageCreateInfo ext = {
         .sType = VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_IMAGE_CREATE_INFO,
@@ -140,6 +156,7 @@ static VkImage linear_image(struct vr *vr, int external) {
         .usage = VK_IMAGE_USAGE_COLOR_ATTACHMENT_BIT,
         .initialLayout = VK_IMAGE_LAYOUT_UNDEFINED,
     };
+    require_linear_target(vr, &ici);
     VkImage image;
     VR_CHECK(vr, vkCreateImage(vr->device, &ici, NULL, &image));
     return image;

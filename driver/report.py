@@ -7,6 +7,9 @@ from pathlib import Path
 from tabulate import tabulate
 
 
+STDERR_LINES = 8
+
+
 def _fps(value) -> str:
     return f"{value:.0f}" if isinstance(value, (int, float)) else "-"
 
@@ -49,6 +52,17 @@ def render(result: dict) -> str:
         lines.append(f"error: {result['failure']}")
     for c in failed:
         lines.append(f"FAILED {c['name']}: {c['detail']}")
+    for prog in result.get("programs", []):
+        # What a failing program said, where a user looks first: its stderr, or its stdout
+        # when it wrote nothing there (all of it stays in RUN_DIR/guest/).
+        if prog["outcome"] == "pass":
+            continue
+        for stream, ext in (("stderr", "err"), ("stdout", "out")):
+            tail = [line for line in (prog.get(f"{stream}_tail") or "").splitlines() if line.strip()][-STDERR_LINES:]
+            if tail:
+                lines.append(f"  {prog['name']} {stream} (last {len(tail)} lines; guest/{prog['name']}.{ext} has it all):")
+                lines += [f"    {line}" for line in tail]
+                break
     if "observed_checks" in result and result["verdict"] == "pass":
         ids = ", ".join(f["id"] for f in result.get("findings", []))
         lines.append(f"known failure reproduced as expected ({ids})")

@@ -313,7 +313,7 @@ def _execute(opts: RunOptions, run_dir: Path, result: dict, timings: dict) -> No
         t = time.monotonic()
         host = run_host_demos(c, demo_list, run_dir)
         timings["host_demos_s"] = round(time.monotonic() - t, 2)
-    what = f"{len(demo_list)} demo(s)" + (f" and {len(sc.programs)} program(s)" if sc.programs else "")
+    what = " and ".join(f"{n} {kind}(s)" for n, kind in ((len(demo_list), "demo"), (len(sc.programs), "program")) if n) or "no step"
     with log.nested(f"booting the guest ({c.kernel_flavour} kernel) and running {what}"):
         facts, guest, failure = boot_and_run(start, sc, opts.boot_timeout, run_dir, timings)
     result["failure"] = failure

@@ -319,3 +319,12 @@ def test_component_overrides_are_used_and_fingerprinted(provisioned, tmp_path, n
                        "--render-server", str(bad / "virgl_render_server"))  # fmt: skip
     broken = json.loads(proc.stdout)
     assert proc.returncode == 1 and [f["id"] for f in broken["findings"]] == ["render-server-missing"]
+
+
+def test_a_failing_program_shows_what_it_said(provisioned, tmp_path, no_leftovers):
+    (tmp_path / "s.yaml").write_text("name: ls-fails\nsteps:\n  - program: [ls, /no/such/path]\n    name: ls_missing\n")
+    proc = venus_repro("run", str(tmp_path / "s.yaml"), "--run-dir", str(tmp_path / "run"))
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "running 1 program(s)" in proc.stderr and "0 demo(s)" not in proc.stderr
+    assert "ls_missing stderr (last 1 lines; guest/ls_missing.err has it all):" in proc.stdout
+    assert "/no/such/path" in proc.stdout.split("ls_missing stderr", 1)[1]
