@@ -255,6 +255,9 @@ class Machine:
         self.markers: list[tuple[float, str, dict[str, str]]] = []
         self._console_log = None
         self._tearing_down = False  # our own SIGKILL in teardown is no finding
+        # How much of render-server.log was written when shutdown began (the guest's
+        # power-off, or teardown): a render server killed after that went down with QEMU.
+        self._shutdown_log_offset: int | None = None
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -310,6 +313,8 @@ class Machine:
             if parsed is None:
                 continue
             self.markers.append((self.elapsed(), *parsed))
+            if parsed[0] == "poweroff":
+                self._note_shutdown()
             if parsed[0] == event:
                 return parsed[1]
 
@@ -344,8 +349,25 @@ class Machine:
                 with open(self.run_dir / "machine.log", "a") as f:
                     f.write(f"venus-repro: QEMU was killed by signal {signum} ({name})\n")
 
+    def _note_shutdown(self) -> None:
+        if self._shutdown_log_offset is None:
+            log_file = self.run_dir / "render-server.log"
+            self._shutdown_log_offset = log_file.stat().st_size if log_file.exists() else 0
+
+    def _settle_render_server_log(self) -> None:
+        """A render server killed as QEMU shut down (its namespace dies with QEMU) is no finding: say so."""
+        log_file = self.run_dir / "render-server.log"
+        if self._shutdown_log_offset is None or not log_file.exists():
+            return
+        data = log_file.read_bytes()
+        head, tail = data[: self._shutdown_log_offset], data[self._shutdown_log_offset :]
+        settled = re.sub(rb"virgl_render_server was killed by signal (\d+ \(\w+\))", rb"virgl_render_server ended with QEMU (signal \1)", tail)
+        if settled != tail:
+            log_file.write_bytes(head + settled)
+
     def teardown(self) -> None:
         """Kill QEMU (and with its namespace, the render server). Safe to call twice."""
+        self._note_shutdown()
         if self.process is not None:
             # The whole session, even if QEMU already exited: where there are no
             # namespaces (macOS), the render server is only in its process group.
@@ -357,6 +379,7 @@ class Machine:
                 except ProcessLookupError:
                     pass
             self._reap()
+            self._settle_render_server_log()
         if self._console_log is not None:
             self._console_log.close()
             self._console_log = None

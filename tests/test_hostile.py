@@ -387,11 +387,21 @@ def test_a_killed_render_server_is_said_so(provisioned, tmp_path, no_leftovers):
     from conftest import _mentions
 
     proc, run_dir = _start(tmp_path, "--demo", "vkcube_anim", "--frames", "20000")
-    found = subprocess.run(["pgrep", "-f", "virgl_render_server"], capture_output=True, text=True).stdout.split()
-    servers = [pid for pid in found if _mentions(pid, (str(run_dir),))]
-    assert servers, "no render server of this run"
-    for pid in servers:
-        os.kill(int(pid), signal.SIGKILL)
+
+    def servers() -> list[str]:
+        found = subprocess.run(["pgrep", "-f", "virgl_render_server"], capture_output=True, text=True).stdout.split()
+        return [pid for pid in found if _mentions(pid, (str(run_dir),))]
+
+    # Wait for the worker the guest's Venus context gets (a second process), so the kill
+    # cannot land before it is forked and miss it.
+    deadline = time.monotonic() + 120
+    while len(servers()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(servers()) >= 2, "no render server worker of this run"
+    for _ in range(3):
+        for pid in servers():
+            os.kill(int(pid), signal.SIGKILL)
+        time.sleep(0.3)
     out, err = proc.communicate(timeout=300)
     result = json.loads(out)
     assert result["verdict"] == "fail", err[-2000:]
