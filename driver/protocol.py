@@ -140,7 +140,7 @@ def safe_member_name(name: str) -> str | None:
     if name in ("", "."):
         return ""
     parts = name.split("/")
-    if not parts or len(parts) > MAX_DEPTH or not all(_SEGMENT.fullmatch(p) for p in parts):
+    if len(parts) > MAX_DEPTH or not all(_SEGMENT.fullmatch(p) for p in parts):
         return None
     return "/".join(parts)
 
@@ -207,11 +207,13 @@ def save_guest_files(exchange: Exchange, into: Path, skip_suffix: str = ".rgba")
         if root not in target.parents:  # belt and braces: read_exchange already refused such names
             exchange.rejected.append(f"{name!r}: outside the run directory")
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_dir():
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_dir():
+                raise IsADirectoryError(name)
+            target.write_bytes(data)
+        except (FileExistsError, NotADirectoryError, IsADirectoryError):
             exchange.rejected.append(f"{name!r}: a file and a folder of the same name")
-            continue
-        target.write_bytes(data)
 
 
 def parse_facts(text: str) -> dict[str, str]:

@@ -473,3 +473,11 @@ def test_a_damaged_cache_is_rebuilt_and_doctor_says_so(provisioned, tmp_path):
     assert hashlib.sha256(kernel.read_bytes()).hexdigest() == good and initrd.is_file()  # rebuilt from the pins
     again = {c["name"]: c for c in json.loads(venus_repro("doctor", "--json").stdout)["checks"]}
     assert again["cache integrity"]["status"] == "ok"
+
+
+def test_a_file_and_a_folder_of_the_same_name_is_refused_not_a_crash(tmp_path):
+    _guest_tar(tmp_path / "xchg.img", [("./a", b"file"), ("./a/b", b"under a file")])
+    out = protocol.read_exchange(tmp_path / "xchg.img")
+    protocol.save_guest_files(out, tmp_path / "guest")
+    assert (tmp_path / "guest" / "a").read_bytes() == b"file"
+    assert any("'a/b': a file and a folder of the same name" in r for r in out.rejected)

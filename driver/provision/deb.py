@@ -42,10 +42,11 @@ def data_tar(deb: Path) -> tuple[str, bytes]:
 
 
 def _target(into: Path, name: str) -> Path | None:
+    """Where member ``name`` goes under ``into`` (PurePosixPath drops "." parts); None for the root or an escape."""
     parts = PurePosixPath(name).parts
-    if not parts or parts[0] in ("/", "..") or ".." in parts:
+    if not parts or parts[0] == "/" or ".." in parts:
         return None
-    return into.joinpath(*[p for p in parts if p != "."]) if any(p != "." for p in parts) else None
+    return into.joinpath(*parts)
 
 
 def _clear(path: Path) -> None:
