@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import demos, doctor, log, protocol, scenario
+from . import demos, doctor, hostvulkan, log, protocol, scenario
 from .errors import VenusReproError
 from .machine import Machine, StartCommand
 from .profile import Profile
@@ -71,7 +71,7 @@ def _rounds(c: Components, selected: list[demos.Demo], repeat: int, out: Path) -
         for r in range(repeat):
             for d in selected:
                 sync = machine.wait_for_marker("sync", 60)
-                host = run_host_demo(c, d, host_out, save_frame=False, name=sync.get("name"))
+                host = run_host_demo(start, d, host_out, save_frame=False, name=sync.get("name"))
                 if host.outcome == "pass":
                     host_fps[host.name] = float(host.result["fps"])
                 machine.send_console("go")
@@ -99,8 +99,10 @@ def _rounds(c: Components, selected: list[demos.Demo], repeat: int, out: Path) -
     return fps, failures
 
 
-def bench(profile: Profile, selected: list[demos.Demo], repeat: int, frames: int | None, run_dir: Path, cold: bool) -> dict:
-    report: dict = {"profile": profile.name, "repeat": repeat, "frames": frames, "run_dir": str(run_dir)}
+def bench(
+    profile: Profile, selected: list[demos.Demo], repeat: int, frames: int | None, run_dir: Path, cold: bool, host_vulkan: str = hostvulkan.LAVAPIPE
+) -> dict:
+    report: dict = {"profile": profile.name, "repeat": repeat, "frames": frames, "run_dir": str(run_dir), "host_vulkan": host_vulkan}
     selected = [demos.with_frames(d, frames) for d in selected]
     if cold:
         with log.nested("cold set-up: provisioning into an empty cache"):
@@ -115,7 +117,7 @@ def bench(profile: Profile, selected: list[demos.Demo], repeat: int, frames: int
         verdicts = []
         report["failed_verdict_runs"] = []
         for i in range(max(1, min(repeat, 3))):
-            default = scenario.load("venus-demos").override(profile=profile.name)
+            default = scenario.load("venus-demos").override(profile=profile.name, host_vulkan=host_vulkan)
             result = run(RunOptions(default, profile, run_dir=run_dir / f"verdict-{i}"))
             if result["verdict"] == "pass":
                 verdicts.append(result["timings"])
@@ -129,7 +131,7 @@ def bench(profile: Profile, selected: list[demos.Demo], repeat: int, frames: int
         key: spread([t[key] for t in verdicts])
         for key in ("total_s", "preflight_s", "host_demos_s", "qemu_start_to_init_s", "vm_s")
     }
-    c = components(profile)
+    c = components(profile, host_vulkan=host_vulkan)
     failed = [ch for ch in doctor.preflight(c, StartCommand(c, run_dir)) if ch.status == doctor.FAIL]
     if failed:
         raise VenusReproError(f"bench: preflight failed: {failed[0].line()}")

@@ -55,7 +55,18 @@ def _add_kernel(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernel", type=Path, metavar="IMAGE", help="boot this arm64 Image instead (virtio-gpu built in)")
 
 
+def _add_host_vulkan(p: argparse.ArgumentParser) -> None:
+    from .hostvulkan import CHOICES
+
+    p.add_argument(
+        "--host-vulkan", choices=CHOICES, default=None,
+        help="the host Vulkan driver Venus renders on: the root's lavapipe (default) or this host's own GPU driver, "
+        "found from its ICD files (VK_DRIVER_FILES picks one where there are several)",
+    )  # fmt: skip
+
+
 def _add_machine(p: argparse.ArgumentParser) -> None:
+    _add_host_vulkan(p)
     for key, what in (
         ("qemu", "a qemu-system-aarch64 binary"),
         ("virglrenderer", "a libvirglrenderer.so.1 (e.g. your own build)"),
@@ -134,6 +145,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=5, metavar="N", help="rounds of guest/host pairs (default 5)")
     p.add_argument("--frames", type=int, help="frames per demo run (overrides demos.yaml)")
     p.add_argument("--cold", action="store_true", help="also time provisioning into an empty cache (~520 MB download)")
+    _add_host_vulkan(p)
     p.add_argument("--run-dir", type=Path, help="where to write bench.json, bench.png and the runs")
     p.add_argument("--json", action="store_true", help="print bench.json to stdout")
 
@@ -260,6 +272,7 @@ def run_options(args):
         host_env=_host_env(args.host_env),
         components=_components(args),
         ring_wake=getattr(args, "ring_wake", None),
+        host_vulkan=args.host_vulkan,
     )
     return RunOptions(sc, prof, run_dir=args.run_dir, boot_timeout=args.boot_timeout, no_preflight=args.no_preflight)
 
@@ -269,7 +282,8 @@ def cmd_bench(args) -> int:
     from .run import new_run_dir
 
     prof = _profile(args.profile, args.manifest)
-    _no_manifest(prof, "bench")
+    if args.cold:
+        _no_manifest(prof, "bench --cold")
     if args.repeat <= 0:
         raise VenusReproError("--repeat must be a positive number")
     if args.frames is not None and args.frames <= 0:
@@ -282,7 +296,7 @@ def cmd_bench(args) -> int:
     if not plotting:
         log.warn("matplotlib is not installed (pip install 'venus-repro[bench]'): bench.json only, the plot is skipped")
     run_dir = new_run_dir(args.run_dir, prof)
-    report = bench.bench(prof, selected, args.repeat, args.frames, run_dir, args.cold)
+    report = bench.bench(prof, selected, args.repeat, args.frames, run_dir, args.cold, args.host_vulkan or "lavapipe")
     report["plot"] = str(bench.plot(report, run_dir / "bench.png")) if plotting else None
     (run_dir / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     plot = report["plot"] or "skipped (matplotlib is not installed)"
@@ -355,7 +369,7 @@ def cmd_doctor(args) -> int:
 
     prof = _profile(args.profile, args.manifest)
     env = _host_env(args.host_env)
-    c = components(prof, args.kernel_flavour, args.kernel)
+    c = components(prof, args.kernel_flavour, args.kernel, host_vulkan=args.host_vulkan or "lavapipe")
     with tempfile.TemporaryDirectory(prefix="venus-repro-doctor-") as tmp:
         start = StartCommand(
             c, Path(tmp), display=args.display, gpu_options=args.gpu_options, env=env, overrides=_components(args),

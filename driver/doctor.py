@@ -8,13 +8,18 @@ them; ``venus-repro run`` runs the same checks and refuses to boot on a fail.
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import os
 import platform
 import re
+import socket
+import struct
+import subprocess
+import time
 from pathlib import Path
 
-from . import sandbox
+from . import hostvulkan, sandbox
 from .machine import StartCommand
 from .provision import Components
 
@@ -123,7 +128,6 @@ def qemu_checks(c: Components, start: StartCommand, accel: str) -> list[Check]:
 
 def renderer_checks(c: Components, start: StartCommand) -> list[Check]:
     checks = []
-    binds = start.override_binds()
     lib = start.virglrenderer_library
     has_venus = lib is not None and lib.exists() and b"VKR_DEBUG" in lib.read_bytes()
     checks.append(
@@ -145,19 +149,131 @@ def renderer_checks(c: Components, start: StartCommand) -> list[Check]:
             "" if usable else "install virgl-server (/usr/libexec/virgl_render_server) or fix RENDER_SERVER_EXEC_PATH",
         )
     )
-    icd = start.environment()["VK_DRIVER_FILES"]
-    info = sandbox.run(c.host_root, [c.vulkaninfo, "--summary"], env={"VK_DRIVER_FILES": icd}, binds=binds, timeout=60)
-    devices = re.findall(r"deviceName\s*=\s*(.+)", info.stdout)
+    venv = start.vulkan_environment()
+    icd = venv["VK_DRIVER_FILES"]
+    driver = c.host_driver
+    if driver is not None:
+        nodes = hostvulkan.device_nodes(driver)
+        checks.append(
+            Check(
+                # A warning: whether the driver finds its GPU is what the next check tries.
+                "gpu device nodes",
+                OK if nodes else WARN,
+                f"{', '.join(nodes[:4])}{' …' if len(nodes) > 4 else ''} for {driver.name}" if nodes
+                else f"no {'/dev/nvidia*' if driver.nvidia else '/dev/dri/renderD*'} for {driver.name}",
+                "" if nodes else "load the GPU's kernel driver (nvidia, amdgpu, i915/xe) or run with --host-vulkan lavapipe",
+            )
+        )
+    info = sandbox.run(c.host_root, [c.vulkaninfo, "--summary"], env=venv, binds=start.vulkan_binds(), mounts=start.vulkan_mounts, timeout=60)
+    devices = [d.strip() for d in re.findall(r"deviceName\s*=\s*(.+)", info.stdout)]
+    versions = [d.strip() for d in re.findall(r"driverInfo\s*=\s*(.+)", info.stdout)]
+    what = f"{driver.name}, " if driver else ""
     checks.append(
         Check(
             "host vulkan",
             OK if devices else FAIL,
-            f"{', '.join(d.strip() for d in devices)} (VK_DRIVER_FILES={icd})" if devices
-            else f"no Vulkan device with VK_DRIVER_FILES={icd}",
+            f"{', '.join(devices)} (driver {', '.join(versions) or '?'}; {what}VK_DRIVER_FILES={icd})" if devices
+            else f"no Vulkan device with VK_DRIVER_FILES={icd}"
+            + (f": {info.stderr.strip().splitlines()[-1]}" if info.stderr.strip() else ""),
             "" if devices else "install a host Vulkan driver (mesa-vulkan-drivers) and point VK_DRIVER_FILES at its ICD",
         )
     )
+    if devices and driver is not None:
+        checks.append(preload_check(c, start, driver))
     return checks
+
+
+def _icd_library_names(start: StartCommand) -> set[str]:
+    """The file names the run's host Vulkan driver maps under (the ICD's library, and where its link leads)."""
+    if start.c.host_driver is not None and "vulkan_icd" not in start.overrides:
+        vendor = start.c.host_driver.icd
+    else:
+        icd = start.vulkan_environment()["VK_DRIVER_FILES"]
+        vendor = hostvulkan.read_vendor(start.host_path("vulkan_icd", icd), start.c.host_root)
+    if vendor is None:
+        return set()
+    names = {Path(vendor.library_name).name}
+    if vendor.library is not None:
+        names.add(vendor.library.resolve().name)
+    return names
+
+
+def render_server_preloads(start: StartCommand, timeout: float = 30.0) -> bool | None:
+    """Whether the render server loads the host Vulkan driver in its main process, before it forks workers.
+
+    Tried, not guessed from a version: the server is started on a socket,
+    asked to initialise and to create one context (what QEMU asks first), and
+    its main process's memory map is then searched for the driver's library.
+    virglrenderer 1.1 always does (a Vulkan call at init); ≥ 1.2 only when
+    built with -Dvulkan-preload=true. None: the server could not be asked.
+    """
+    names = _icd_library_names(start)
+    if not names:
+        return None
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    cmd = sandbox.command(
+        start.c.host_root, [start.render_server, "--socket-fd", str(theirs.fileno())],
+        binds=start.vulkan_binds(), mounts=start.vulkan_mounts, env=start.vulkan_environment(),
+    )  # fmt: skip
+    proc = subprocess.Popen(cmd, pass_fds=(theirs.fileno(),), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=sandbox.die_with_parent)
+    theirs.close()
+    try:
+        ours.settimeout(timeout)
+        ours.send(struct.pack("<II", 1, 0))  # RENDER_CLIENT_OP_INIT, flags 0
+        ours.send(struct.pack("<II32s", 3, 1, b"venus-repro-probe"))  # RENDER_CLIENT_OP_CREATE_CONTEXT
+        fds = array.array("i")
+        reply, ancdata, _, _ = ours.recvmsg(16, socket.CMSG_SPACE(fds.itemsize))
+        for level, kind, data in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+        for fd in fds:
+            os.close(fd)
+        if not reply:
+            return None
+        server = _child_of(proc.pid)
+        if server is None:
+            return None
+        maps = Path(f"/proc/{server}/maps").read_text()
+        return any(f"/{name}" in maps for name in names)
+    except OSError:
+        return None
+    finally:
+        ours.close()
+        proc.kill()
+        proc.wait()
+
+
+def _child_of(pid: int, wait: float = 5.0) -> int | None:
+    """The process ``unshare --fork`` (``pid``) started: the command, after its execs."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                return int(stat.parent.name)
+        time.sleep(0.05)
+    return None
+
+
+def preload_check(c: Components, start: StartCommand, driver: hostvulkan.HostDriver) -> Check:
+    """A render server that initialises NVIDIA's driver before it forks fails every guest vkCreateDevice (-3)."""
+    preloads = render_server_preloads(start)
+    if preloads is None:
+        return Check("render server preload", WARN, f"could not ask {start.render_server} whether it preloads {driver.name}")
+    if not preloads:
+        return Check("render server preload", OK, f"{start.render_server} loads {driver.name} only in its workers")
+    if driver.nvidia:
+        return Check(
+            "render server preload", FAIL,
+            f"{start.render_server} initialises {driver.name} before it forks its workers: every guest vkCreateDevice "
+            "fails with VK_ERROR_INITIALIZATION_FAILED on NVIDIA (virglrenderer issue 630)",
+            "use virglrenderer >= 1.2 built with -Dvulkan-preload=false: `venus-repro build-virglrenderer "
+            "virglrenderer-1.3.0.tar.gz -Dvulkan-preload=false`, then --virglrenderer/--render-server (README: 'On a GPU')",
+        )  # fmt: skip
+    return Check("render server preload", OK, f"{start.render_server} preloads {driver.name} before forking (known to break only NVIDIA's driver)")
 
 
 def cache_checks() -> list[Check]:

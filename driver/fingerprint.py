@@ -92,6 +92,28 @@ def _icd_library(icd: Path, root: Path) -> Path | None:
     return found[0] if found else None
 
 
+def _host_vulkan(c: Components, start: StartCommand, cache: HashCache, icd: str, driver_lib: Path | None) -> dict:
+    """The host Vulkan driver: the root's lavapipe (the lock's Mesa), or the host's own (--host-vulkan host)."""
+    d = c.host_driver
+    if d is not None and "vulkan_icd" not in start.overrides:
+        return {
+            **d.describe(),
+            "driver": "host",
+            "icd_sha256": cache.sha256(d.icd.json_path),
+            "library_sha256": cache.sha256(d.icd.library.resolve()) if d.icd.library else None,
+            "loader_version": c.versions["vulkan_loader"],
+        }
+    return {
+        "mode": "lavapipe" if "vulkan_icd" not in start.overrides else "override",
+        "icd": icd,
+        "icd_sha256": cache.sha256(start.host_path("vulkan_icd", icd)),
+        "driver": "lavapipe" if "lvp" in icd else Path(icd).stem,
+        "mesa_version": c.versions["host_mesa"],
+        "library_sha256": cache.sha256(driver_lib) if driver_lib else None,
+        "loader_version": c.versions["vulkan_loader"],
+    }
+
+
 def fingerprint(c: Components, start: StartCommand, cache_dir: Path, scenario=None, guest_mesa: str | None = None) -> dict:
     cache = HashCache(cache_dir / "hash-cache.json")
     root = c.host_root
@@ -109,20 +131,13 @@ def fingerprint(c: Components, start: StartCommand, cache_dir: Path, scenario=No
                 "binary_sha256": cache.sha256(start.host_path("qemu", start.qemu_binary)),
             },
             "virglrenderer": {
-                "version": c.versions["virglrenderer"] if "virglrenderer" not in ov else "override",
+                "version": c.versions["virglrenderer"] if ov.get("virglrenderer") == c.renderer_overrides.get("virglrenderer") else "override",
                 "library": str(lib) if "virglrenderer" in ov else "(profile)",
                 "library_sha256": cache.sha256(lib) if lib else None,
                 "render_server": server,
                 "render_server_sha256": cache.sha256(start.host_path("render_server", server)),
             },
-            "host_vulkan": {
-                "icd": icd,
-                "icd_sha256": cache.sha256(start.host_path("vulkan_icd", icd)),
-                "driver": "lavapipe" if "lvp" in icd else Path(icd).stem,
-                "mesa_version": c.versions["host_mesa"],
-                "library_sha256": cache.sha256(driver_lib) if driver_lib else None,
-                "loader_version": c.versions["vulkan_loader"],
-            },
+            "host_vulkan": _host_vulkan(c, start, cache, icd, driver_lib),
             "kernel": {
                 "flavour": c.kernel_flavour,
                 "release": c.kernel_release,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pexpect
 
-from . import sandbox
+from . import hostvulkan, sandbox
 from .errors import MachineError
 from .protocol import MARKER, parse_marker
 from .provision import Components
@@ -74,9 +74,13 @@ class StartCommand:
         self.env_overrides = env or {}
         # Component overrides (host paths, bound into the root at the same path):
         # qemu (binary), virglrenderer (libvirglrenderer.so.1), render_server, vulkan_icd.
-        self.overrides = dict(overrides or {})
+        self.overrides = {**components.renderer_overrides, **(overrides or {})}
         # Preload the vkr_ring_wake shim into the render server (TCG only; see shims.py).
         self.ring_wake = self.c.ring_wake if ring_wake and self.accel == "tcg" else None
+        # The host's GPU driver (--host-vulkan host), made ready in the run directory.
+        self.host_driver = None
+        if components.host_driver is not None:
+            self.host_driver = hostvulkan.stage(components.host_driver, run_dir, components.host_root)
 
     # --- the command line -------------------------------------------------------------
     def qemu_argv(self) -> list[str]:
@@ -129,7 +133,7 @@ class StartCommand:
             argv += ["-device", f"virtio-gpu-gl-pci,{self.gpu_options}", "-display", self.display]
         else:
             argv += ["-display", "none"]
-        cmd = sandbox.command(self.c.host_root, argv, env=self.environment(), binds=self.override_binds())
+        cmd = sandbox.command(self.c.host_root, argv, env=self.environment(), binds=self.vulkan_binds(), mounts=self.vulkan_mounts)
         try:
             return subprocess.run(
                 cmd, input="quit\n", capture_output=True, text=True, timeout=30, preexec_fn=sandbox.die_with_parent
@@ -142,20 +146,43 @@ class StartCommand:
             # An OpenGL display with no X server: SDL's offscreen driver (EGL).
             # macOS has no EGL: there SDL opens its Cocoa window, as a user expects.
             **({} if sys.platform == "darwin" else {"SDL_VIDEODRIVER": "offscreen"}),
-            # Pin the host Vulkan driver instead of whatever the loader finds first.
-            "VK_DRIVER_FILES": str(self.overrides.get("vulkan_icd", self.c.vulkan_icd)),
+            **self.vulkan_environment(),
             # The render server's stderr goes to its own log (see _render_server_wrapper).
             "RENDER_SERVER_EXEC_PATH": str(self.run_dir / "render-server"),
         }
-        if self.c.egl_vendor:
-            # Where no /etc/glvnd or /usr/share/glvnd exists (a Nix build sandbox),
-            # SDL's EGL finds Mesa only through this.
-            env["__EGL_VENDOR_LIBRARY_FILENAMES"] = self.c.egl_vendor
         if "virglrenderer" in self.overrides:
             # QEMU's GL module links libvirglrenderer.so.1; this directory wins.
-            env["LD_LIBRARY_PATH"] = str(self.overrides["virglrenderer"].parent)
+            env["LD_LIBRARY_PATH"] = ":".join(filter(None, [str(self.overrides["virglrenderer"].parent), env.get("LD_LIBRARY_PATH")]))
         env.update(self.env_overrides)
         return env
+
+    def vulkan_environment(self) -> dict[str, str]:
+        """What any Vulkan or EGL program in the root needs to get this run's host driver.
+
+        QEMU and its render server get it, and so do vulkaninfo in preflight and
+        the demos' reference runs (``vulkan_mounts`` are their binds).
+        """
+        # Pin the host Vulkan driver instead of whatever the loader finds first.
+        icd = self.c.vulkan_icd
+        egl = self.c.egl_vendor  # where no glvnd folder exists (a Nix build sandbox), SDL's EGL finds Mesa only so
+        env = {}
+        if self.host_driver is not None:
+            icd, egl = self.host_driver.icd, self.host_driver.egl or egl
+            if self.host_driver.lib_dir is not None:
+                env["LD_LIBRARY_PATH"] = str(self.host_driver.lib_dir)
+        env["VK_DRIVER_FILES"] = str(self.overrides.get("vulkan_icd", icd))
+        if egl:
+            env["__EGL_VENDOR_LIBRARY_FILENAMES"] = egl
+        return env
+
+    @property
+    def vulkan_mounts(self) -> tuple[tuple[Path, Path], ...]:
+        return self.host_driver.mounts if self.host_driver is not None else ()
+
+    def vulkan_binds(self) -> list[Path]:
+        """The binds a host Vulkan program needs: the component overrides, and the staged driver's folder."""
+        staged = [self.run_dir / hostvulkan.STAGE] if self.host_driver is not None and self.host_driver.lib_dir else []
+        return [*self.override_binds(), *staged]
 
     def _render_server_wrapper(self) -> None:
         wrapper = self.run_dir / "render-server"
@@ -218,6 +245,7 @@ class StartCommand:
             self.c.host_root,
             self.qemu_argv(),
             binds=binds,
+            mounts=self.vulkan_mounts,
             env=self.environment(),
             stderr=None if self.mode == "shell" else self.run_dir / "qemu-stderr.log",
         )

@@ -60,6 +60,15 @@ class Profile:
     tools: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     # The nix profile: the flake's manifest.json names every component (driver/provision/manifest.py).
     manifest: Path | None = None
+    # The virglrenderer a host GPU driver runs with (--host-vulkan host): (suite, packages),
+    # installed over the host root's own; None: the host root's.
+    gpu_renderer: tuple[str, tuple[str, ...]] | None = None
+
+    def set_suite(self, set_name: str) -> str:
+        """The Debian suite a lock set is resolved from: the profile's, or gpu_renderer's."""
+        if self.gpu_renderer is not None and set_name.startswith("gpu-renderer-"):
+            return self.gpu_renderer[0]
+        return self.suite
 
     def kernel_flavour(self, flavour: str | None) -> str:
         """``flavour`` (or the default) if the profile pins such a kernel; else a UsageError."""
@@ -71,8 +80,8 @@ class Profile:
             )
         return flavour
 
-    def package_sets(self) -> dict[str, tuple[str, tuple[str, ...], bool]]:
-        """Every set the lock pins: name → (Debian arch, requested packages, with deps).
+    def package_sets(self) -> dict[str, tuple[str, tuple[str, ...], bool | None]]:
+        """Every set the lock pins: name → (Debian arch, requested packages, with deps; None: exactly these).
 
         Both host architectures are pinned, so one lock serves x86_64 and
         aarch64 hosts alike.
@@ -86,6 +95,10 @@ class Profile:
         for tool, packages in self.tools.items():
             for arch in ("amd64", "arm64"):
                 sets[f"tool-{tool}-{arch}"] = (arch, packages, True)
+        if self.gpu_renderer is not None:
+            for arch in ("amd64", "arm64"):
+                # Exactly these packages: their dependencies are the host root's (checked by running it).
+                sets[f"gpu-renderer-{arch}"] = (arch, self.gpu_renderer[1], None)
         return sets
 
 
@@ -141,6 +154,7 @@ def load(name_or_path: str) -> Profile:
     kernels = _require(doc, "kernels", dict, where)
     default_kernel = _require(doc, "default_kernel", str, where)
     tools = _require(doc, "tools", dict, where) if "tools" in doc else {}
+    gpu = _require(doc, "gpu_renderer", dict, where) if "gpu_renderer" in doc else None
     if default_kernel not in kernels:
         raise UsageError(f"{where}: default_kernel '{default_kernel}' is not in kernels")
     return Profile(
@@ -164,6 +178,10 @@ def load(name_or_path: str) -> Profile:
             hostmem=str(qemu.get("hostmem", "1G")),
         ),
         tools={str(name): tuple(_require(tools, name, list, f"{where}: tools")) for name in tools},
+        gpu_renderer=(
+            (_require(gpu, "suite", str, f"{where}: gpu_renderer"), tuple(_require(gpu, "packages", list, f"{where}: gpu_renderer")))
+            if gpu is not None else None
+        ),
     )
 
 

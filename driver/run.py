@@ -23,7 +23,7 @@ from .errors import MachineError, Terminated, UsageError, VenusReproError
 from .frames import rgba_to_png
 from .machine import Machine, StartCommand
 from .profile import Profile, cache_dir
-from .provision import GUEST_BIN_DIR, Components, check_inputs, components
+from .provision import GUEST_BIN_DIR, check_inputs, components
 from .provision.lock import scenario_lock_path
 from .scenario import Scenario
 from .verdict import Check, DemoRun, ProgramRun
@@ -101,9 +101,9 @@ def _save_frame(run: DemoRun, raw: bytes | None, out: Path) -> None:
         log.warn(f"{run.name}: frame not saved: {exc}")
 
 
-def run_host_demos(c: Components, selected: list[Demo], run_dir: Path) -> dict[str, DemoRun] | None:
-    """The same demos on host lavapipe, inside the host root: the reference frames."""
-    if c.demo_bin is None:
+def run_host_demos(start: StartCommand, selected: list[Demo], run_dir: Path) -> dict[str, DemoRun] | None:
+    """The same demos on the host's Vulkan driver, inside the host root: the reference frames."""
+    if start.c.demo_bin is None:
         log.info("this profile has no host builds of the demos: guest frames are not compared")
         return None
     out = run_dir / "host"
@@ -112,7 +112,7 @@ def run_host_demos(c: Components, selected: list[Demo], run_dir: Path) -> dict[s
     for demo in selected:
         if demo.expect is not None:
             continue  # a known failure: there is no reference frame to compare
-        run = run_host_demo(c, demo, out, save_frame=True)
+        run = run_host_demo(start, demo, out, save_frame=True)
         raw = out / demo.name / f"{demo.binary}.rgba"
         _save_frame(run, raw.read_bytes() if raw.exists() else None, run_dir / f"{demo.name}-host.png")
         raw.unlink(missing_ok=True)
@@ -121,20 +121,23 @@ def run_host_demos(c: Components, selected: list[Demo], run_dir: Path) -> dict[s
     return runs
 
 
-def run_host_demo(c: Components, demo: Demo, out: Path, save_frame: bool, name: str | None = None) -> DemoRun:
-    """One demo on host lavapipe inside the host root; its output goes to ``out/<name>.out/.err``."""
+def run_host_demo(start: StartCommand, demo: Demo, out: Path, save_frame: bool, name: str | None = None) -> DemoRun:
+    """One demo on the run's host driver inside the host root; its output goes to ``out/<name>.out/.err``."""
+    c = start.c
+    assert c.demo_bin is not None
     name = name or demo.name
-    start = time.monotonic()
+    t0 = time.monotonic()
     proc = sandbox.run(
         c.host_root,
         [str(c.demo_bin / demo.binary), *demo_args(demo, str(out / name) if save_frame else None)],
-        binds=[c.demo_bin, out],
-        env={"VK_DRIVER_FILES": c.vulkan_icd},
+        binds=[c.demo_bin, out, *start.vulkan_binds()],
+        mounts=start.vulkan_mounts,
+        env=start.vulkan_environment(),
         timeout=demo.timeout,
     )
     (out / f"{name}.out").write_text(proc.stdout)
     (out / f"{name}.err").write_text(proc.stderr)
-    return DemoRun(name, proc.returncode, protocol.parse_demo_output(proc.stdout), time.monotonic() - start)
+    return DemoRun(name, proc.returncode, protocol.parse_demo_output(proc.stdout), time.monotonic() - t0)
 
 
 def guest_demo_step(demo: Demo, name: str, out_dir: str | None) -> protocol.Step:
@@ -269,7 +272,7 @@ def _execute(opts: RunOptions, run_dir: Path, result: dict, timings: dict) -> No
     """The body of a run; fills ``result`` as far as it gets."""
     sc = opts.scenario
     t = time.monotonic()
-    c = components(opts.profile, sc.kernel_flavour, sc.kernel_image, sc.guest_packages, sc.path)
+    c = components(opts.profile, sc.kernel_flavour, sc.kernel_image, sc.guest_packages, sc.path, sc.host_vulkan)
     if sc.guest_packages:
         shutil.copyfile(scenario_lock_path(sc.path), run_dir / "scenario.lock.json")
     timings["provision_s"] = round(time.monotonic() - t, 2)
@@ -309,9 +312,10 @@ def _execute(opts: RunOptions, run_dir: Path, result: dict, timings: dict) -> No
         result["verdict"] = "fail"
         return
     demo_list = [step.demo for step in sc.demos]
-    with log.nested("running the demos on host lavapipe (reference frames)"):
+    driver = c.host_driver.name if c.host_driver else "host lavapipe"
+    with log.nested(f"running the demos on {driver} (reference frames)"):
         t = time.monotonic()
-        host = run_host_demos(c, demo_list, run_dir)
+        host = run_host_demos(start, demo_list, run_dir)
         timings["host_demos_s"] = round(time.monotonic() - t, 2)
     what = " and ".join(f"{n} {kind}(s)" for n, kind in ((len(demo_list), "demo"), (len(sc.programs), "program")) if n) or "no step"
     with log.nested(f"booting the guest ({c.kernel_flavour} kernel) and running {what}"):

@@ -70,12 +70,17 @@ def command(
     argv: Iterable[str],
     *,
     binds: Iterable[Path] = (),
+    mounts: Iterable[tuple[Path, Path]] = (),
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     stdout: Path | None = None,
     stderr: Path | None = None,
 ) -> list[str]:
     """The argv that runs ``argv`` in ``root`` with ``binds`` visible at the same paths.
+
+    ``mounts`` are (host file, target) pairs bound after ``binds``: each target
+    is an existing placeholder file under one of the binds (hostvulkan's
+    staged driver libraries).
 
     ``env`` replaces the environment entirely (nothing of the caller's leaks
     in, so a run is reproducible). ``stdout``/``stderr`` redirect to files.
@@ -102,6 +107,8 @@ def command(
         else:
             script.append(f"mkdir -p {r}{shlex.quote(str(Path(path).parent))} && touch {r}{q}")
         script.append(f"mount --bind {q} {r}{q}")
+    for source, target in mounts:
+        script.append(f"mount --bind {shlex.quote(str(source))} {r}{shlex.quote(str(target))}")
     envs = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", **(env or {})}
     script.append(f"exec chroot {r} {_inner('/usr/bin/env', argv, envs, cwd, stdout, stderr)}")
     return [

@@ -4,7 +4,8 @@
     profile: debian-trixie
     kernel: {flavour: 16k}            # or {image: path/to/Image}
     page_size: 16384                  # optional: overrides the profile's requirement
-    machine: {display: …, gpu_options: …, host_env: {KEY: value}, ring_wake: true|false}
+    machine: {display: …, gpu_options: …, host_env: {KEY: value}, ring_wake: true|false,
+              host_vulkan: lavapipe|host}   # host: the host's own GPU driver (hostvulkan.py)
     components:                       # your own builds instead of the profile's (host paths)
       qemu: build/qemu-system-aarch64
       virglrenderer: build/libvirglrenderer.so.1
@@ -47,7 +48,7 @@ from pathlib import Path
 import yaml
 
 from . import demos as demo_catalogue
-from . import protocol
+from . import hostvulkan, protocol
 from .errors import UsageError
 from .profile import DATA
 
@@ -100,6 +101,7 @@ class Scenario:
     demos: tuple[DemoStep, ...]
     programs: tuple[ProgramStep, ...]
     expect_findings: tuple[str, ...]
+    host_vulkan: str = hostvulkan.LAVAPIPE
     # What was read but not obeyed (a replayed bundle's host files, components, environment).
     ignored: tuple[str, ...] = ()
 
@@ -122,6 +124,7 @@ class Scenario:
         host_env: dict[str, str] | None = None,
         components: dict[str, Path] | None = None,
         ring_wake: bool | None = None,
+        host_vulkan: str | None = None,
     ) -> "Scenario":
         """This scenario with the command line's overrides applied (None: keep the scenario's).
 
@@ -143,7 +146,7 @@ class Scenario:
             sc = dataclasses.replace(sc, demos=tuple(steps))
         if kernel_flavour is not None or kernel_image is not None:
             sc = dataclasses.replace(sc, kernel_flavour=kernel_flavour, kernel_image=kernel_image)
-        replace = {"profile": profile, "display": display, "gpu_options": gpu_options, "ring_wake": ring_wake}
+        replace = {"profile": profile, "display": display, "gpu_options": gpu_options, "ring_wake": ring_wake, "host_vulkan": host_vulkan}
         sc = dataclasses.replace(sc, **{k: v for k, v in replace.items() if v is not None})
         if host_env:
             sc = dataclasses.replace(sc, host_env={**sc.host_env, **host_env})
@@ -397,8 +400,13 @@ def parse(text: str, path: Path | None, host_files: str = REFUSE) -> Scenario:
     display = gpu = None
     host_env: dict[str, str] = {}
     ring_wake = True
+    host_vulkan = hostvulkan.LAVAPIPE
     if "machine" in m:
-        mm = _check_keys(w, m["machine"][1], "machine", {"display", "gpu_options", "host_env", "ring_wake"})
+        mm = _check_keys(w, m["machine"][1], "machine", {"display", "gpu_options", "host_env", "ring_wake", "host_vulkan"})
+        if "host_vulkan" in mm:
+            host_vulkan = _scalar(w, mm["host_vulkan"][1], "machine.host_vulkan", str)
+            if host_vulkan not in hostvulkan.CHOICES:
+                raise w.error(mm["host_vulkan"][1], "machine.host_vulkan", f"must be one of {', '.join(hostvulkan.CHOICES)}")
         display = _scalar(w, mm["display"][1], "machine.display", str) if "display" in mm else None
         gpu = _scalar(w, mm["gpu_options"][1], "machine.gpu_options", str) if "gpu_options" in mm else None
         host_env = _str_map(w, mm["host_env"][1], "machine.host_env") if "host_env" in mm else {}
@@ -485,6 +493,7 @@ def parse(text: str, path: Path | None, host_files: str = REFUSE) -> Scenario:
         name=name, path=path, text=text, profile=profile, kernel_flavour=flavour, kernel_image=image,
         page_size=page, display=display, gpu_options=gpu, host_env=host_env, ring_wake=ring_wake, components=components, files=tuple(files), guest_packages=tuple(packages),
         demos=tuple(demo_steps), programs=tuple(program_steps), expect_findings=tuple(findings), ignored=tuple(ignored),
+        host_vulkan=host_vulkan,
     )  # fmt: skip
 
 
@@ -523,6 +532,8 @@ def dump(sc: Scenario) -> str:
         machine["host_env"] = dict(sc.host_env)
     if not sc.ring_wake:
         machine["ring_wake"] = False
+    if sc.host_vulkan != hostvulkan.LAVAPIPE:
+        machine["host_vulkan"] = sc.host_vulkan
     if machine:
         doc["machine"] = machine
     if sc.components:

@@ -28,7 +28,11 @@ assert lib.assertMsg (withFdFallbackPatch -> builtins.pathExists patch)
       # A fork()ed render-server worker loses its XPC connection on macOS and
       # MoltenVK then fails with "Unable to reach MTLCompilerService": run the
       # workers as threads there.
-      ++ lib.optional isDarwin (lib.mesonOption "render-server-worker" "thread");
+      ++ lib.optional isDarwin (lib.mesonOption "render-server-worker" "thread")
+      # Said, not left to the default: a render server that loads the host's
+      # Vulkan driver before it forks its workers breaks NVIDIA's driver (every
+      # guest vkCreateDevice fails with -3; virglrenderer issue 630).
+      ++ [ (lib.mesonBool "vulkan-preload" false) ];
     # 1.3.0 links libvulkan directly (-Dvulkan-dload=false); on darwin that is
     # the loader, which finds MoltenVK through VK_DRIVER_FILES at run time.
     buildInputs = (old.buildInputs or [ ]) ++ lib.optional isDarwin moltenvk;

@@ -145,6 +145,7 @@ def test_virglrenderer_as_nixpkgs_builds_it(facts):
         v = facts[system]["virglrenderer"]
         assert v["version"] == "1.3.0" and v["available"], system
         assert "-Dvenus=true" in v["mesonFlags"], system  # nixpkgs gates Venus to Linux; ours is everywhere
+        assert "-Dvulkan-preload=false" in v["mesonFlags"], system  # NVIDIA hosts (virglrenderer issue 630)
         assert v["patches"][-1] == ours  # nixpkgs' own patches stay, ours comes last
         thread = "-Drender-server-worker=thread" in v["mesonFlags"]
         assert thread == (system == "aarch64-darwin"), system

@@ -20,12 +20,13 @@ and ``components`` (the Debian profile's lock, or the nix profile's manifest).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import shutil
 import subprocess
 from pathlib import Path
 
-from .. import demos, log, resources, sandbox, shims
+from .. import demos, hostvulkan, log, resources, sandbox, shims
 from ..errors import ProvisionError
 from .. import profile as profiles
 from ..errors import UsageError
@@ -48,18 +49,20 @@ class Provisioner:
         self._repos: dict[str, AptRepo] = {}
         self.lock = Lock.load(profile)
 
-    def _repo(self, arch: str) -> AptRepo:
-        if arch not in self._repos:
-            self._repos[arch] = AptRepo(self.cache / "apt" / f"{self.profile.suite}-{arch}", self.profile.suite, arch)
-        return self._repos[arch]
+    def _repo(self, arch: str, suite: str | None = None) -> AptRepo:
+        suite = suite or self.profile.suite
+        key = f"{suite}-{arch}"
+        if key not in self._repos:
+            self._repos[key] = AptRepo(self.cache / "apt" / key, suite, arch)
+        return self._repos[key]
 
     def _fetch(self, set_name: str) -> list[Pin]:
         pins = self.lock.pins(set_name)
         missing = self.store.missing(pins)
         if missing:
-            arch = self.lock.doc["sets"][set_name]["arch"]
+            entry = self.lock.doc["sets"][set_name]
             with log.nested(f"fetching {set_name}: {len(missing)} of {len(pins)} packages missing from the cache"):
-                self.store.ensure(pins, self._repo(arch))
+                self.store.ensure(pins, self._repo(entry["arch"], entry.get("suite")))
         return pins
 
     # --- products -----------------------------------------------------------------------
@@ -88,6 +91,31 @@ class Provisioner:
         if tool not in self.profile.tools:
             raise ProvisionError(f"profile {self.profile.name} pins no tool '{tool}' (tools: {', '.join(self.profile.tools) or 'none'})")
         return self._chroot_root(f"tool-{tool}-{arch or host_debian_arch()}", tool)
+
+    def gpu_renderer(self, arch: str) -> tuple[Path, Path, str]:
+        """The profile's virglrenderer for host GPU drivers: (libvirglrenderer.so.1, virgl_render_server, version).
+
+        Unpacked on its own (host paths, bound into the host root over its
+        virglrenderer; its dependencies are the host root's).
+        """
+        if self.profile.gpu_renderer is None:
+            raise ProvisionError(f"profile {self.profile.name} pins no gpu_renderer")
+        set_name = f"gpu-renderer-{arch}"
+        pins = self.lock.pins(set_name)
+        final = self.cache / "renderers" / f"{set_name}-{set_digest(pins)}"
+        if not sysroot.reuse(final):
+
+            def build(tmp: Path) -> None:
+                sysroot.unpack_all(self._fetch(set_name), self.store, tmp, set_name)
+
+            with log.nested(f"unpacking the GPU virglrenderer ({', '.join(f'{p.name} {p.version}' for p in pins)})"):
+                sysroot.build_once(final, build)
+        libs = sorted((final / "usr/lib").glob("*/libvirglrenderer.so.1"))
+        server = final / "usr/libexec/virgl_render_server"
+        if not libs or not server.is_file():
+            raise ProvisionError(f"{set_name}: the pinned packages hold no libvirglrenderer.so.1 and virgl_render_server")
+        version = next((p.version for p in pins if p.name == "libvirglrenderer1"), "?")
+        return libs[0], server, version
 
     def guest_root(self, extra: list[Pin] = ()) -> Path:
         """The guest userland: the profile's guest set, plus a scenario's extra packages."""
@@ -304,10 +332,28 @@ def components(
     kernel_image: Path | None = None,
     guest_packages: tuple[str, ...] = (),
     scenario_path: Path | None = None,
+    host_vulkan: str = hostvulkan.LAVAPIPE,
 ) -> Components:
-    """The run's components: provisioned from the lock (Debian), or read from the nix manifest."""
+    """The run's components: provisioned from the lock (Debian), or read from the nix manifest.
+
+    ``host_vulkan`` ``host`` puts the host's own GPU driver in place of the root's lavapipe.
+    """
     check_inputs(profile, kernel_flavour, kernel_image, guest_packages, scenario_path)
     if profile.manifest is not None:
-        return manifest.components(profile, kernel_flavour, kernel_image)
-    prov = Provisioner(profile)
-    return prov.provision(kernel_flavour, kernel_image, extra_guest_pins(profile, prov.lock, guest_packages, scenario_path))
+        c = manifest.components(profile, kernel_flavour, kernel_image)
+    else:
+        prov = Provisioner(profile)
+        c = prov.provision(kernel_flavour, kernel_image, extra_guest_pins(profile, prov.lock, guest_packages, scenario_path))
+    if host_vulkan == hostvulkan.HOST:
+        c = dataclasses.replace(c, host_driver=hostvulkan.discover(c.host_root))
+        if profile.manifest is None and profile.gpu_renderer is not None:
+            # virglrenderer 1.1's render server initialises the host driver before it forks,
+            # which NVIDIA's cannot survive: a host GPU gets the pinned later one.
+            lib, server, version = prov.gpu_renderer(c.host_arch)
+            c = dataclasses.replace(
+                c, renderer_overrides={"virglrenderer": lib, "render_server": server},
+                versions={**c.versions, "virglrenderer": f"{version} ({profile.gpu_renderer[0]})"},
+            )
+    elif host_vulkan != hostvulkan.LAVAPIPE:
+        raise UsageError(f"--host-vulkan {host_vulkan}: choose one of {', '.join(hostvulkan.CHOICES)}")
+    return c

@@ -133,15 +133,17 @@ class AptRepo:
             self._apt("apt-get", "update")
         self._updated = True
 
-    def resolve(self, packages: tuple[str, ...] | list[str], with_deps: bool) -> list[Pin]:
+    def resolve(self, packages: tuple[str, ...] | list[str], with_deps: bool | None) -> list[Pin]:
         """Pins for ``packages`` and (``with_deps``) everything they depend on.
 
         apt resolves against an empty dpkg status, so the closure is complete:
         it is what an empty root needs. Recommends are not followed. Without
-        deps, a meta package (e.g. ``linux-image-arm64-16k``) is replaced by the
-        packages it depends on directly.
+        deps (False), a meta package (e.g. ``linux-image-arm64-16k``) is replaced by the
+        packages it depends on directly; None pins exactly ``packages``.
         """
         self.update()
+        if with_deps is None:
+            return sorted(self.show(list(packages)))
         if with_deps:
             out = self._apt("apt-get", "install", "--download-only", "--print-uris", "-y", *packages)
             names = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from ..hostvulkan import HostDriver
 from ..profile import Profile
 from .kernel import ImageInfo
 
@@ -47,6 +48,12 @@ class Components:
     egl_vendor: str | None = None
     accel: str = "tcg"
     display: str = "sdl,gl=on"
+    # --host-vulkan host: the host's own GPU driver, bound into the root (hostvulkan.py);
+    # None: the root's lavapipe (vulkan_icd).
+    host_driver: HostDriver | None = None
+    # Components given as host paths (bound into the root at the same path), as
+    # StartCommand's overrides are; a user's override wins. Keys as there.
+    renderer_overrides: dict[str, Path] = dataclasses.field(default_factory=dict)
 
     def inside(self, path: str | Path) -> Path:
         """The host path of ``path`` as seen inside the host root."""

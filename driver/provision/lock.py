@@ -107,11 +107,13 @@ def refresh(
         if only and name not in only and name in old_sets:
             sets[name] = old_sets[name]
             continue
-        repo = repos.setdefault(arch, AptRepo(apt_root / f"{profile.suite}-{arch}", profile.suite, arch))
-        with log.nested(f"resolving {name}"):
+        suite = profile.set_suite(name)
+        repo = repos.setdefault(f"{suite}-{arch}", AptRepo(apt_root / f"{suite}-{arch}", suite, arch))
+        with log.nested(f"resolving {name}" + (f" from {suite}" if suite != profile.suite else "")):
             pins = repo.resolve(requested, with_deps)
             log.info(f"{len(pins)} packages, {sum(p.size for p in pins) / 1e6:.1f} MB")
         sets[name] = {
+            **({"suite": suite} if suite != profile.suite else {}),
             "arch": arch,
             "requested": list(requested),
             "with_deps": with_deps,
