@@ -219,6 +219,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--kernel-flavour", metavar="FLAVOUR", help="guest kernel flavour (default: the profile's)")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="where vmlinuz, initrd.cpio and release go")
 
+    p = sub.add_parser("carry", help="pack the components for a GPU machine without network, or unpack them there")
+    carry = p.add_subparsers(dest="carry_command", required=True, metavar="pack|unpack")
+    q = carry.add_parser("pack", help="one .tar.xz: a runtime root without Mesa, the guest, the demos, a manifest")
+    _add_profile(q)
+    q.add_argument("output", type=Path, metavar="OUT.tar.xz")
+    q.add_argument("--json", action="store_true", help="print what was packed as JSON")
+    q = carry.add_parser("unpack", help="unpack a carry into a new folder and write its manifest.json")
+    q.add_argument("carry", type=Path, metavar="CARRY.tar.xz")
+    q.add_argument("dest", type=Path, metavar="DIR")
+
     p = sub.add_parser("demos", help="list the demos (or print their build recipe)")
     p.add_argument("--build-script", action="store_true", help="print the shell lines that build every demo (used by nix/demos.nix)")
     p.add_argument("--cc", default="cc", help="with --build-script: the C compiler (default: cc)")
@@ -496,6 +506,25 @@ def cmd_build_virglrenderer(args) -> int:
     return 0
 
 
+def cmd_carry(args) -> int:
+    from . import carry
+    from .provision import Provisioner, components
+
+    if args.carry_command == "unpack":
+        manifest = carry.unpack(args.carry, args.dest)
+        print(f"venus-repro run --profile nix --manifest {manifest} --host-vulkan host")
+        return 0
+    prof = _profile(args.profile, args.manifest)
+    _no_manifest(prof, "carry pack")
+    if prof.gpu_renderer is None:
+        raise VenusReproError(f"profile {prof.name} pins no gpu_renderer: a carry runs on the host's GPU driver")
+    if not args.output.name.endswith(".tar.xz"):
+        raise VenusReproError(f"{args.output}: name the carry OUT.tar.xz")
+    info = carry.pack(components(prof), Provisioner(prof), args.output.resolve())
+    print(json.dumps(info, indent=2) if args.json else f"{info['carry']}: {info['bytes'] / 1e6:.1f} MB ({info['root_files']} root files, {info['demos']} demos)")
+    return 0
+
+
 def cmd_unpack(args) -> int:
     from .provision import deb
 
@@ -532,7 +561,7 @@ def cmd_demos(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "boot": cmd_boot, "provision": cmd_provision, "lock": cmd_lock, "demos": cmd_demos, "diagnose": cmd_diagnose, "doctor": cmd_doctor, "bench": cmd_bench, "fingerprint": cmd_fingerprint, "compare": cmd_compare, "bundle": cmd_bundle, "replay": cmd_replay, "build-virglrenderer": cmd_build_virglrenderer, "guest-initramfs": cmd_guest_initramfs, "unpack": cmd_unpack}
+COMMANDS = {"run": cmd_run, "boot": cmd_boot, "provision": cmd_provision, "lock": cmd_lock, "demos": cmd_demos, "diagnose": cmd_diagnose, "doctor": cmd_doctor, "bench": cmd_bench, "fingerprint": cmd_fingerprint, "compare": cmd_compare, "bundle": cmd_bundle, "replay": cmd_replay, "build-virglrenderer": cmd_build_virglrenderer, "guest-initramfs": cmd_guest_initramfs, "unpack": cmd_unpack, "carry": cmd_carry}
 
 
 # Errors of the machine rather than of venus-repro: a full disk, a read-only or

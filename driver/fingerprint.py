@@ -44,6 +44,8 @@ class HashCache:
         return digest
 
     def save(self) -> None:
+        # The nix profile may run before anything else made the cache folder.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.entries))
         tmp.replace(self.path)

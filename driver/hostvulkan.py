@@ -110,11 +110,16 @@ class Staged:
 # --- ELF: the libraries a shared object needs ----------------------------------------
 def needed(path: Path) -> list[str]:
     """``DT_NEEDED`` of a 64-bit little-endian ELF shared object ([] for anything else)."""
+    return dynamic(path)[0]
+
+
+def dynamic(path: Path) -> tuple[list[str], list[str]]:
+    """(``DT_NEEDED``, ``DT_RUNPATH``/``DT_RPATH`` folders with $ORIGIN expanded) of an ELF object."""
     try:
         with open(path, "rb") as f:
             head = f.read(64)
             if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
-                return []
+                return [], []
             phoff, = struct.unpack_from("<Q", head, 0x20)
             phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
             f.seek(phoff)
@@ -127,30 +132,39 @@ def needed(path: Path) -> list[str]:
                 elif p_type == 2:
                     dynamic = (p_offset, p_filesz)
             if dynamic is None or dynamic[1] > 1 << 20:
-                return []
+                return [], []
             f.seek(dynamic[0])
             dyn = f.read(dynamic[1])
-            strtab, strsz, offsets = None, 0, []
+            strtab, strsz, offsets, paths = None, 0, [], []
             for i in range(0, len(dyn) - 15, 16):
                 tag, val = struct.unpack_from("<qQ", dyn, i)
                 if tag == 0:
                     break
                 if tag == 1:
                     offsets.append(val)
+                elif tag in (15, 29):
+                    paths.append(val)
                 elif tag == 5:
                     strtab = val
                 elif tag == 10:
                     strsz = val
             if strtab is None or strsz > 1 << 22:
-                return []
+                return [], []
             file_off = next((off + strtab - va for va, off, sz in loads if va <= strtab < va + sz), None)
             if file_off is None:
-                return []
+                return [], []
             f.seek(file_off)
             table = f.read(strsz)
     except OSError:
-        return []
-    return [table[o:table.index(b"\0", o)].decode(errors="replace") for o in offsets if o < len(table) and b"\0" in table[o:]]
+        return [], []
+
+    def string(o: int) -> str | None:
+        return table[o:table.index(b"\0", o)].decode(errors="replace") if o < len(table) and b"\0" in table[o:] else None
+
+    names = [n for n in map(string, offsets) if n]
+    origin = str(path.parent)
+    runpath = [d.replace("$ORIGIN", origin).replace("${ORIGIN}", origin) for p in map(string, paths) if p for d in p.split(":") if d]
+    return names, runpath
 
 
 # --- where the host's and the root's libraries are ---------------------------------------
@@ -326,7 +340,11 @@ def discover(root: Path, env: dict | None = None, host: Path = Path("/")) -> Hos
     names = {n for n, _ in files}
     for companion in _companions(icd.library):
         if companion.name not in names:
-            files += [(n, p) for n, p in _closure([companion], host_dirs, root_dirs) if n not in names]
+            try:
+                more = _closure([companion], host_dirs, root_dirs)
+            except UsageError:
+                continue  # a companion the driver cannot have loaded here either (e.g. CUDA's, needing more)
+            files += [(n, p) for n, p in more if n not in names]
             names = {n for n, _ in files}
     return HostDriver(icd, egl, None, tuple(files))
 

@@ -11,7 +11,8 @@ Keys (format 1): ``qemu``, ``render_server``, ``vulkan_icd``, ``virglrenderer``,
 ``vulkaninfo`` and ``egl_vendor`` are paths as seen inside ``root`` (default ``/``: store paths
 are self-contained); ``kernel``, ``initramfs``, ``host_demos`` (or null) and
 ``ring_wake`` (or null) are host paths. ``page_size``, ``accel`` (hvf, kvm or
-tcg), ``system`` and ``versions`` describe them.
+tcg), ``system`` and ``versions`` describe them; ``smp`` (optional, default 2)
+is the guest's CPU count.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def validate(doc, where: str) -> None:
         raise UsageError(f"{where}: field 'page_size' must be 4096, 16384 or 65536")
     if doc.get("display") is not None and not isinstance(doc["display"], str):
         raise UsageError(f"{where}: field 'display' must be a QEMU -display value")
+    if doc.get("smp") is not None and not (isinstance(doc["smp"], int) and not isinstance(doc["smp"], bool) and 1 <= doc["smp"] <= 64):
+        raise UsageError(f"{where}: field 'smp' must be a number of guest CPUs, 1 to 64")
     if doc.get("accel") not in _ACCELS:
         raise UsageError(f"{where}: field 'accel' must be one of {', '.join(_ACCELS)}")
 
@@ -108,7 +111,7 @@ def profile(manifest: Path | None) -> Profile:
         default_kernel=flavour,
         guest_modules=(),
         # pauth-impdef is a TCG speed-up; with HVF/KVM the CPU is the host's.
-        qemu=QemuOptions(machine="virt", cpu="max,pauth-impdef=on" if tcg else "host", smp=2, memory="2G", hostmem="1G"),
+        qemu=QemuOptions(machine="virt", cpu="max,pauth-impdef=on" if tcg else "host", smp=doc.get("smp") or 2, memory="2G", hostmem="1G"),
         manifest=Path(manifest).resolve(),
     )
 

@@ -1,0 +1,222 @@
+"""``venus-repro carry``: the run's components packed for a GPU machine without network.
+
+A GPU machine (a cloud box, a lab machine behind no proxy) often cannot reach
+Debian's mirror. ``carry pack OUT`` builds, from the provisioned cache, one
+file that holds everything a host-GPU run needs besides the host's own driver:
+
+* a runtime root: the host root's programs QEMU, the render server (the
+  profile's GPU virglrenderer, which loads no driver before it forks),
+  vulkaninfo, sh and env, the libraries they link and the ones they dlopen
+  (QEMU's display modules, glvnd's EGL/GL, the Vulkan loader, glibc's stubs
+  NVIDIA's libraries link), and nothing of Mesa, the compilers or the docs:
+  the host's driver replaces Mesa there;
+* the guest kernel and initramfs, the host builds of the demos (the reference
+  frames on the host's driver) and the ring-wake shim;
+* a manifest for the nix profile naming them.
+
+``carry unpack FILE DIR`` (on the GPU machine) unpacks it and writes
+``DIR/manifest.json``; then ``venus-repro run --profile nix --manifest
+DIR/manifest.json --host-vulkan host``. The README's "On a GPU" section has the
+whole recipe; ``tests/test_carry.py`` runs a packed carry here.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import lzma
+import os
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+
+from . import hostvulkan, log
+from .errors import UsageError
+from .provision import Components, Provisioner
+
+FORMAT = 1
+# Programs the runtime root keeps (paths inside it); the GPU render server is added.
+PROGRAMS = ("usr/bin/qemu-system-aarch64", "usr/bin/vulkaninfo", "usr/bin/sh", "usr/bin/env")
+# QEMU modules a Venus run loads: the virtio-gpu devices, the SDL/EGL displays and their GL glue.
+QEMU_MODULES = ("hw-display-virtio-gpu*.so", "ui-sdl.so", "ui-opengl.so", "ui-egl-headless.so")
+# What those programs dlopen (no ELF header names it): glvnd's dispatch libraries (SDL and
+# libepoxy open them), the Vulkan loader (virglrenderer ≥ 1.2 opens it), and glibc's stub
+# libraries NVIDIA's driver still links.
+DLOPENED = ("libEGL.so.1", "libGL.so.1", "libGLESv2.so.2", "libGLX.so.0", "libGLdispatch.so.0",
+            "libvulkan.so.1", "libdl.so.2", "libpthread.so.0", "librt.so.1", "libX11.so.6", "libXext.so.6")  # fmt: skip
+# The dynamic linkers programs name in PT_INTERP (no DT_NEEDED names these paths).
+INTERPRETERS = ("lib64/ld-linux-x86-64.so.2", "lib/ld-linux-aarch64.so.1")
+ROOT_DIRS = ("proc", "sys", "dev", "tmp", "root", "run", "etc")
+ROOT_LINKS = ("bin", "sbin", "lib", "lib64")  # merged /usr: links to usr/…
+ROOT_FILES = ("etc/ld.so.conf", "etc/ld.so.cache", "etc/passwd", "etc/group")
+RENDER_SERVER = "usr/libexec/virgl_render_server"
+
+
+def _closure(root: Path, starts: list[Path]) -> set[Path]:
+    """Every file under ``root`` the ``starts`` need, links and their targets included (paths relative to root)."""
+    dirs = hostvulkan.library_dirs(root)
+    out: set[Path] = set()
+    queue = list(starts)
+    while queue:
+        path = queue.pop()
+        rel = path.relative_to(root)
+        if rel in out:
+            continue
+        out.add(rel)
+        if path.is_symlink():
+            target = Path(os.readlink(path))
+            real = (root / target.relative_to("/")) if target.is_absolute() else (path.parent / target)
+            queue.append(Path(os.path.normpath(real)))
+            continue
+        deps, runpath = hostvulkan.dynamic(path)
+        # A RUNPATH names folders as the program sees them: inside the root.
+        search = [Path(d) if d.startswith(str(root)) else root / d.lstrip("/") for d in runpath] + dirs
+        for dep in deps:
+            found = next((d / dep for d in search if (d / dep).exists() or (d / dep).is_symlink()), None)
+            if found is None:
+                raise UsageError(f"carry: {rel} needs {dep}, which the host root does not have")
+            queue.append(Path(os.path.normpath(found)))
+    return out
+
+
+def _parents_resolved(root: Path, rel: Path) -> Path:
+    """``rel`` with its folders' links resolved inside ``root`` (lib/x → usr/lib/x)."""
+    parent = Path(os.path.realpath(root / rel.parent)).relative_to(Path(os.path.realpath(root)))
+    return parent / rel.name
+
+
+def _add(tar: tarfile.TarFile, source: Path, name: str) -> None:
+    info = tar.gettarinfo(str(source), arcname=name)
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    if info.isreg():
+        with open(source, "rb") as f:
+            tar.addfile(info, f)
+    else:
+        tar.addfile(info)
+
+
+def pack(c: Components, prov: Provisioner, out: Path) -> dict:
+    """Write ``out`` (a .tar.xz): the runtime root, guest, demos, shim and manifest template."""
+    root = c.host_root
+    lib, server, version = prov.gpu_renderer(c.host_arch)
+    starts = [root / p for p in PROGRAMS] + [root / p for p in INTERPRETERS if (root / p).exists()]
+    starts += [p for pattern in QEMU_MODULES for p in sorted(root.glob(f"usr/lib/*/qemu/{pattern}"))]
+    dirs = hostvulkan.library_dirs(root)
+    for name in DLOPENED:
+        found = next((d / name for d in dirs if (d / name).exists()), None)
+        if found is None:
+            raise UsageError(f"carry: the host root has no {name}")
+        starts.append(found)
+    demos = sorted(p for p in c.demo_bin.iterdir() if p.is_file()) if c.demo_bin else []
+    # The GPU render server and library go into the root in place of the host root's own;
+    # what they and the demos and the shim link comes from the host root.
+    staged = Path(tempfile.mkdtemp(prefix="venus-repro-carry-"))
+    try:
+        shutil.copy2(server, staged / "virgl_render_server")
+        shutil.copy2(lib.resolve(), staged / lib.resolve().name)
+        extra = [staged / "virgl_render_server", staged / lib.resolve().name, *demos] + ([c.ring_wake] if c.ring_wake else [])
+        for path in extra:
+            for dep in hostvulkan.needed(path):
+                found = next((d / dep for d in dirs if (d / dep).exists()), None)
+                if found is None and dep != "libvirglrenderer.so.1":
+                    raise UsageError(f"carry: {path.name} needs {dep}, which the host root does not have")
+                if found is not None:
+                    starts.append(found)
+        files = _closure(root, starts)
+        files = {_parents_resolved(root, rel) for rel in files}
+        qemu_libdir = lib.parent.name  # x86_64-linux-gnu
+        files.discard(Path(f"usr/lib/{qemu_libdir}/libvirglrenderer.so.1"))
+        files.discard(Path(RENDER_SERVER))
+        manifest = {
+            "format": 1,
+            "root": "@CARRY@/root",
+            "qemu": "/usr/bin/qemu-system-aarch64",
+            "render_server": f"/{RENDER_SERVER}",
+            "virglrenderer": f"/usr/lib/{qemu_libdir}/libvirglrenderer.so.1",
+            "vulkaninfo": "/usr/bin/vulkaninfo",
+            # The root has no Mesa: the ICD is a placeholder the host's driver replaces
+            # (--host-vulkan host); lavapipe would find no library.
+            "vulkan_icd": "/usr/share/vulkan/icd.d/none.json",
+            "kernel": "@CARRY@/guest/vmlinuz",
+            "initramfs": "@CARRY@/guest/initrd.img",
+            "host_demos": "@CARRY@/demos" if demos else None,
+            "ring_wake": f"@CARRY@/shim/{c.ring_wake.name}" if c.ring_wake else None,
+            "page_size": c.kernel.page_size,
+            "accel": "tcg",
+            # A GPU machine has cores to spare: QEMU's multi-threaded TCG gives the guest's
+            # demo and Venus's ring their own vCPUs (GPU.md measured with 4).
+            "smp": 4,
+            "system": "x86_64-linux" if c.host_arch == "amd64" else "aarch64-linux",
+            "versions": {**c.versions, "virglrenderer": f"{version} ({prov.profile.gpu_renderer[0]})", "host_mesa": "none (host driver)"},
+        }
+        tmp = out.with_name(f".{out.name}.partial")
+        with log.nested(f"packing {len(files)} root files, the guest and {len(demos)} demos into {out}"):
+            with lzma.open(tmp, "wb", preset=6) as xz, tarfile.open(fileobj=xz, mode="w") as tar:
+                for d in ROOT_DIRS:
+                    info = tarfile.TarInfo(f"root/{d}")
+                    info.type, info.mode = tarfile.DIRTYPE, 0o1777 if d == "tmp" else 0o755
+                    tar.addfile(info)
+                for link in ROOT_LINKS:
+                    if (root / link).is_symlink():
+                        _add(tar, root / link, f"root/{link}")
+                for rel in [*(Path(f) for f in ROOT_FILES), *sorted(files)]:
+                    if (root / rel).exists() or (root / rel).is_symlink():
+                        _add(tar, root / rel, f"root/{rel}")
+                _add(tar, staged / "virgl_render_server", f"root/{RENDER_SERVER}")
+                _add(tar, staged / lib.resolve().name, f"root/usr/lib/{qemu_libdir}/{lib.resolve().name}")
+                link = tarfile.TarInfo(f"root/usr/lib/{qemu_libdir}/libvirglrenderer.so.1")
+                link.type, link.linkname = tarfile.SYMTYPE, lib.resolve().name
+                tar.addfile(link)
+                none = json.dumps({"file_format_version": "1.0.0", "ICD": {"library_path": "none", "api_version": "1.0.0"}}).encode()
+                info = tarfile.TarInfo("root/usr/share/vulkan/icd.d/none.json")
+                info.size = len(none)
+                tar.addfile(info, io.BytesIO(none))
+                _add(tar, c.kernel.path, "guest/vmlinuz")
+                _add(tar, c.initramfs, "guest/initrd.img")
+                for demo in demos:
+                    _add(tar, demo, f"demos/{demo.name}")
+                if c.ring_wake:
+                    _add(tar, c.ring_wake, f"shim/{c.ring_wake.name}")
+                data = (json.dumps(manifest, indent=2) + "\n").encode()
+                info = tarfile.TarInfo("manifest.template.json")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        tmp.replace(out)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    return {"carry": str(out), "bytes": out.stat().st_size, "root_files": len(files), "demos": len(demos)}
+
+
+def _safe_members(tar: tarfile.TarFile):
+    """Members that stay inside the destination (a carry is data: no absolute names, no '..', no devices)."""
+    for m in tar.getmembers():
+        parts = Path(m.name).parts
+        if m.name.startswith("/") or ".." in parts or not (m.isreg() or m.isdir() or m.issym()):
+            raise UsageError(f"carry: refusing member {m.name!r} (outside the destination, or not a file, folder or link)")
+        if m.issym() and Path(m.linkname).is_absolute() and parts[0] != "root":
+            raise UsageError(f"carry: refusing link {m.name!r} -> {m.linkname!r}")
+        yield m
+
+
+def unpack(carry: Path, dest: Path) -> Path:
+    """Unpack ``carry`` into ``dest``; write ``dest/manifest.json`` (absolute paths). Returns it."""
+    if not carry.is_file():
+        raise UsageError(f"{carry}: no such carry file (make one with `venus-repro carry pack OUT`)")
+    if dest.exists() and any(dest.iterdir()):
+        raise UsageError(f"{dest} is not empty: unpack a carry into a new folder")
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with lzma.open(carry) as xz, tarfile.open(fileobj=xz, mode="r") as tar:
+            tar.extractall(dest, members=_safe_members(tar))
+    except (lzma.LZMAError, tarfile.TarError, EOFError) as exc:
+        raise UsageError(f"{carry}: not a carry ({exc})") from None
+    template = dest / "manifest.template.json"
+    if not template.is_file():
+        raise UsageError(f"{carry}: not a carry (no manifest.template.json)")
+    text = template.read_text().replace("@CARRY@", str(dest.resolve()))
+    manifest = dest / "manifest.json"
+    manifest.write_text(text)
+    (dest / "root/tmp").chmod(0o1777)
+    return manifest
