@@ -129,13 +129,17 @@ static int alloc_outside(struct state *st, struct slot_memory *sm, size_t size) 
 static void require_linear_target(struct vr *vr, const VkImageCreateInfo *ici) {
     VkFormatProperties fp;
     vkGetPhysicalDeviceFormatProperties(vr->phys, ici->format, &fp);
+    /* NVIDIA's driver offers none: rendering into one anyway lost the device (GPU.md). */
     if (!(fp.linearTilingFeatures & VK_FORMAT_FEATURE_COLOR_ATTACHMENT_BIT))
-        vr_fail(vr, VK_ERROR_FORMAT_NOT_SUPPORTED, "vkGetPhysicalDeviceFormatProperties");
+        vr_unsupported(vr, "the driver offers no LINEAR color attachment in this format (linearTilingFeatures)");
     VkImageFormatProperties ifp;
-    VR_CHECK(vr, vkGetPhysicalDeviceImageFormatProperties(vr->phys, ici->format, ici->imageType, ici->tiling,
-                                                          ici->usage, 0, &ifp));
+    VkResult res = vkGetPhysicalDeviceImageFormatProperties(vr->phys, ici->format, ici->imageType, ici->tiling,
+                                                            ici->usage, 0, &ifp);
+    if (res == VK_ERROR_FORMAT_NOT_SUPPORTED)
+        vr_unsupported(vr, "the driver offers no LINEAR color attachment image in this format");
+    VR_CHECK(vr, res);
     if (ifp.maxExtent.width < ici->extent.width || ifp.maxExtent.height < ici->extent.height)
-        vr_fail(vr, VK_ERROR_FORMAT_NOT_SUPPORTED, "vkGetPhysicalDeviceImageFormatProperties");
+        vr_unsupported(vr, "the driver's LINEAR color attachments are smaller than the frame");
 }
 
 static VkImage linear_image(struct vr *vr, int external) {

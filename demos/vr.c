@@ -80,6 +80,19 @@ void vr_fail_errno(struct vr *vr, const char *call) {
     exit(3);
 }
 
+void vr_unsupported(struct vr *vr, const char *reason) {
+    fflush(stdout);
+    printf("VENUS-RESULT {\"demo\": ");
+    json_string(stdout, vr->demo);
+    printf(", \"outcome\": \"unsupported\", \"reason\": ");
+    json_string(stdout, reason);
+    printf(", \"device\": ");
+    json_string(stdout, vr->props.deviceName);
+    printf("}\n");
+    fflush(stdout);
+    exit(VR_EXIT_UNSUPPORTED);
+}
+
 void vr_init(struct vr *vr, const char *const *device_extensions, uint32_t n_device_extensions) {
     VkApplicationInfo app = {
         .sType = VK_STRUCTURE_TYPE_APPLICATION_INFO,

@@ -49,6 +49,9 @@ void vr_parse_args(struct vr *vr, const char *demo, int argc, char **argv, uint3
 void vr_fail(struct vr *vr, VkResult res, const char *call) __attribute__((noreturn));
 /* A failed system call (open, ioctl, mmap): print the result line and exit. */
 void vr_fail_errno(struct vr *vr, const char *call) __attribute__((noreturn));
+/* The driver does not offer what this demo needs: a result, not a failure (exit 77). */
+#define VR_EXIT_UNSUPPORTED 77
+void vr_unsupported(struct vr *vr, const char *reason) __attribute__((noreturn));
 void vr_init(struct vr *vr, const char *const *device_extensions, uint32_t n_device_extensions);
 void vr_destroy(struct vr *vr);
 

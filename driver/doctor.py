@@ -270,8 +270,9 @@ def preload_check(c: Components, start: StartCommand, driver: hostvulkan.HostDri
             "render server preload", FAIL,
             f"{start.render_server} initialises {driver.name} before it forks its workers: every guest vkCreateDevice "
             "fails with VK_ERROR_INITIALIZATION_FAILED on NVIDIA (virglrenderer issue 630)",
-            "use virglrenderer >= 1.2 built with -Dvulkan-preload=false: `venus-repro build-virglrenderer "
-            "virglrenderer-1.3.0.tar.gz -Dvulkan-preload=false`, then --virglrenderer/--render-server (README: 'On a GPU')",
+            "drop --virglrenderer/--render-server (the Debian profile's --host-vulkan host uses its pinned 1.3.0), or use "
+            "virglrenderer >= 1.2 built with -Dvulkan-preload=false: `venus-repro build-virglrenderer "
+            "virglrenderer-1.3.0.tar.gz -Dvulkan-preload=false` (README: 'On a GPU')",
         )  # fmt: skip
     return Check("render server preload", OK, f"{start.render_server} preloads {driver.name} before forking (known to break only NVIDIA's driver)")
 

@@ -195,6 +195,8 @@ class StartCommand:
             "# QEMU starts virgl_render_server through this, to keep its log apart and to\n"
             "# say so when a signal ends it (diagnosis tells that from a missing server).\n"
             f"{preload}"
+            "# The Vulkan loader's errors (a driver failing in a worker) into the log.\n"
+            'export VK_LOADER_DEBUG="${VK_LOADER_DEBUG:-error}"\n'
             f"{shlex.quote(self.render_server)} \"$@\" 2>>{log_file}\n"
             "status=$?\n"
             'if [ "$status" -gt 128 ]; then\n'

@@ -12,6 +12,9 @@ import dataclasses
 import re
 
 from .codes import vk_result_name
+
+# A demo's exit status when the driver lacks what it needs (demos/vr.h VR_EXIT_UNSUPPORTED).
+UNSUPPORTED_EXIT = 77
 from .protocol import DemoOutput, parse_demo_output
 
 
@@ -41,11 +44,13 @@ class DemoRun:
 
     @property
     def outcome(self) -> str:
-        """pass / error (a Vulkan failure) / crash / timeout / missing."""
+        """pass / unsupported (the driver lacks what the demo needs) / error (a Vulkan failure) / crash / timeout / missing."""
         if self.exit_status is None:
             return "missing"
         if self.result.get("outcome") == "pass" and self.exit_status == 0:
             return "pass"
+        if self.result.get("outcome") == "unsupported" and self.exit_status == UNSUPPORTED_EXIT:
+            return "unsupported"
         if self.result.get("outcome") == "error" or self.output.vk_errors:
             return "error"
         if self.exit_status in (137, -9):
@@ -69,6 +74,8 @@ class DemoRun:
             vk = self.vk_result
             name = vk_result_name(vk) if vk is not None else "unknown VkResult"
             return f"{name} ({vk}) at {self.failed_call}"
+        if self.outcome == "unsupported":
+            return f"{self.result.get('device') or 'the driver'}: {self.result.get('reason') or 'no reason given'}"
         if self.outcome == "timeout":
             return "killed after its timeout"
         if self.outcome == "crash":
@@ -95,6 +102,12 @@ def demo_checks(guest: DemoRun, host: DemoRun | None) -> list[Check]:
     """Checks for one demo; ``host`` None: this profile has no host reference (no frame check)."""
     n = guest.name
     checks = []
+    if guest.outcome == "unsupported" or (host is not None and host.outcome == "unsupported"):
+        # What a driver lacks, Venus must report as the host's driver does: both or neither.
+        agree = host is None or host.outcome == guest.outcome
+        side = guest if guest.outcome == "unsupported" else host
+        detail = side.failure() + ("" if agree else f"; but the {'host' if side is guest else 'guest'} runs it")
+        return [Check(f"{n}: unsupported on the host's driver and in the guest alike", agree, detail)]
     if guest.outcome == "pass":
         checks.append(Check(f"{n}: runs in the guest", True, f"{guest.result.get('fps', 0):.0f} FPS"))
     else:

@@ -65,6 +65,13 @@ def ids(*files: str, **ctx) -> list[str]:
         (["qemu-killed.machine.log", "qemu-killed.console.log"], ["qemu-killed"]),
         # NVIDIA behind virglrenderer 1.1's render server (the lines of the H200 spike, shared/GPU.md).
         (["host-driver-initialised-before-fork.render-server.log", "host-driver-initialised-before-fork.guest.out"], ["host-driver-initialised-before-fork"]),
+        # The same on the H200 through venus-repro (virglrenderer 1.1's server, --no-preflight):
+        # the loader said nothing; preflight's probe of the render server did.
+        (
+            ["host-driver-initialised-before-fork.h200.preflight.log", "host-driver-initialised-before-fork.h200.test_tri.out",
+             "host-driver-initialised-before-fork.h200.render-server.log"],
+            ["host-driver-initialised-before-fork"],
+        ),
     ],
 )
 def test_each_failure_class(files, expected):

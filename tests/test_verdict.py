@@ -34,3 +34,21 @@ def test_catalogue_defaults_and_variants():
     blob = cat["vkcube_zerocopy_guest_blob"]
     assert blob.binary == "vkcube_zerocopy" and blob.sources == cat["vkcube_zerocopy"].sources
     assert blob.expect == EXPECT and not blob.default
+
+
+UNSUPPORTED = 'VENUS-RESULT {"demo": "v", "outcome": "unsupported", "reason": "no LINEAR color attachment", "device": "NVIDIA H200"}\n'
+PASSED = 'VENUS-RESULT {"demo": "v", "outcome": "pass", "checksum": "fnv1a64:1", "fps": 10, "driver": "venus"}\n'
+
+
+def test_a_capability_the_hosts_driver_lacks_is_no_failure_when_the_guest_agrees():
+    from venus_repro.verdict import demo_checks
+
+    guest, host = run(UNSUPPORTED, 77), run(UNSUPPORTED, 77)
+    assert guest.outcome == "unsupported" and "NVIDIA H200: no LINEAR color attachment" in guest.failure()
+    checks = demo_checks(guest, host)
+    assert [c.ok for c in checks] == [True] and "NVIDIA H200" in checks[0].detail
+    # Venus hiding what the host has, or claiming what it lacks, is a failure either way.
+    assert [c.ok for c in demo_checks(guest, run(PASSED, 0))] == [False]
+    assert [c.ok for c in demo_checks(run(PASSED, 0), host)] == [False]
+    # The result line without the demo's exit status 77 is no such outcome.
+    assert run(UNSUPPORTED, 1).outcome == "crash"
