@@ -206,15 +206,20 @@ def unpack(carry: Path, dest: Path) -> Path:
         raise UsageError(f"{carry}: no such carry file (make one with `venus-repro carry pack OUT`)")
     if dest.exists() and any(dest.iterdir()):
         raise UsageError(f"{dest} is not empty: unpack a carry into a new folder")
-    dest.mkdir(parents=True, exist_ok=True)
+    created = not dest.exists()
     try:
         with lzma.open(carry) as xz, tarfile.open(fileobj=xz, mode="r") as tar:
-            tar.extractall(dest, members=_safe_members(tar))
+            members = list(_safe_members(tar))  # all checked before anything is written
+            if not any(m.name == "manifest.template.json" and m.isreg() for m in members):
+                raise UsageError(f"{carry}: not a carry (no manifest.template.json)")
+            dest.mkdir(parents=True, exist_ok=True)
+            extra = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
+            tar.extractall(dest, members=members, **extra)
     except (lzma.LZMAError, tarfile.TarError, EOFError) as exc:
+        if created:
+            shutil.rmtree(dest, ignore_errors=True)
         raise UsageError(f"{carry}: not a carry ({exc})") from None
     template = dest / "manifest.template.json"
-    if not template.is_file():
-        raise UsageError(f"{carry}: not a carry (no manifest.template.json)")
     text = template.read_text().replace("@CARRY@", str(dest.resolve()))
     manifest = dest / "manifest.json"
     manifest.write_text(text)

@@ -16,7 +16,7 @@ set -euo pipefail
 carry=${1:?usage: gpu-machine.sh CARRY.tar.xz OUT [FRAMES] [REPEAT]}
 out=${2:?usage: gpu-machine.sh CARRY.tar.xz OUT [FRAMES] [REPEAT]}
 frames=${3:-1000}
-repeat=${4:-3}
+repeat=${4:-5}
 vr() { python3 -m venus_repro "$@"; }
 
 for dir in /usr/local/nvidia/share; do
