@@ -232,3 +232,19 @@ def test_no_gpu_driver_on_this_host_is_one_clear_error(provisioned, tmp_path):
     proc = venus_repro("run", "--host-vulkan", "host", "--run-dir", str(tmp_path / "run"), env=env)
     assert proc.returncode == 2, proc.stderr
     assert "no Vulkan GPU driver" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.vm
+def test_the_render_server_preload_probe_tells_virglrenderer_1_1_from_the_pinned_1_3(provisioned, tmp_path, no_leftovers):
+    """Asked for a context, 1.1's server has the host driver mapped in its main process; forky's 1.3.0 does not."""
+    from venus_repro import doctor
+    from venus_repro.machine import StartCommand
+    from venus_repro.provision import Provisioner, components, load_profile
+
+    profile = load_profile("debian-trixie")
+    c = components(profile)
+    assert doctor.render_server_preloads(StartCommand(c, tmp_path / "a")) is True
+    lib, server, version = Provisioner(profile).gpu_renderer(c.host_arch)
+    assert version.startswith("1.3.")
+    start = StartCommand(c, tmp_path / "b", overrides={"virglrenderer": lib, "render_server": server})
+    assert doctor.render_server_preloads(start) is False
