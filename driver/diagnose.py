@@ -71,6 +71,7 @@ class Finding:
     cause: str
     fix: str
     evidence: list[Line]
+    sources: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
         return {
@@ -79,6 +80,7 @@ class Finding:
             "cause": self.cause,
             "fix": self.fix,
             "evidence": [e.as_dict() for e in self.evidence],
+            "sources": list(self.sources),
         }
 
 
@@ -157,33 +159,38 @@ def _venus_messages() -> list[tuple[re.Pattern, str]]:
     return [(re.compile(k), v) for k, v in codes.venus_messages().items()]
 
 
+def codes_in_line(text: str) -> list[tuple[str, int | str, str]]:
+    """Every code ``text`` holds, decoded: (kind, value, name). One home for what a code is."""
+    out: list[tuple[str, int | str, str]] = []
+    for pattern, kinds in _CODE_PATTERNS:
+        for m in pattern.finditer(text):
+            for kind, raw in zip(kinds, m.groups()):
+                value = int(raw, 16)
+                out.append((f"virtio-gpu {kind[:-1]}", value, codes.virtio_gpu(kind, value)))
+    for value, name, _ in codes.vk_results_in(text):
+        out.append(("VkResult", value, name))
+    for value, name, _ in codes.hvf_codes_in(text):
+        out.append(("Hypervisor.framework", f"0x{value:08x}", name))
+    for value, name, _ in codes.errnos_in(text):
+        out.append(("errno", value, name))
+    for section, value, name in codes.virtio_gpu_names_in(text):
+        out.append((f"virtio-gpu {section[:-1]}", value, name))
+    for kind, value, meaning in codes.kvm_codes_in(text):
+        out.append((kind, value, meaning))
+    for pattern, meaning in _venus_messages():
+        if m := pattern.search(text):
+            out.append(("guest message", m.group(0), meaning))
+    for m in re.finditer(r"cap set \d+: id (\d+)", text):
+        out.append(("virtio-gpu capset", int(m.group(1)), codes.virtio_gpu("capsets", int(m.group(1)))))
+    return out
+
+
 def decode_codes(lines: list[Line]) -> list[dict]:
     found: dict[tuple[str, int | str], dict] = {}
-
-    def add(kind: str, value: int | str, name: str, line: Line) -> None:
-        entry = found.setdefault(
-            (kind, value),
-            {"kind": kind, "value": value, "name": name, "count": 0, "first": line.as_dict()},
-        )
-        entry["count"] += 1
-
     for line in lines:
-        for pattern, kinds in _CODE_PATTERNS:
-            for m in pattern.finditer(line.text):
-                for kind, raw in zip(kinds, m.groups()):
-                    value = int(raw, 16)
-                    add(f"virtio-gpu {kind[:-1]}", value, codes.virtio_gpu(kind, value), line)
-        for value, name, _ in codes.vk_results_in(line.text):
-            add("VkResult", value, name, line)
-        for value, name, _ in codes.hvf_codes_in(line.text):
-            add("Hypervisor.framework", f"0x{value:08x}", name, line)
-        for value, name, _ in codes.errnos_in(line.text):
-            add("errno", value, name, line)
-        for pattern, meaning in _venus_messages():
-            if m := pattern.search(line.text):
-                add("guest message", m.group(0), meaning, line)
-        for m in re.finditer(r"cap set \d+: id (\d+)", line.text):
-            add("virtio-gpu capset", int(m.group(1)), codes.virtio_gpu("capsets", int(m.group(1))), line)
+        for kind, value, name in codes_in_line(line.text):
+            entry = found.setdefault((kind, value), {"kind": kind, "value": value, "name": name, "count": 0, "first": line.as_dict()})
+            entry["count"] += 1
     out = sorted(found.values(), key=lambda e: (e["kind"], str(e["value"])))
     for e in out:
         if e["kind"].startswith("virtio-gpu") and e["kind"] != "virtio-gpu capset":
@@ -226,6 +233,10 @@ def _annotated(line: Line) -> str:
     decoded = [f"{name} ({value})" for value, name, _ in sorted(set(codes.vk_results_in(line.text)))]
     decoded += [name for _, name, _ in sorted(set(codes.hvf_codes_in(line.text)))]
     decoded += [name.split(":")[0] for _, name, _ in sorted(set(codes.errnos_in(line.text)))]
+    for pattern, kinds in _CODE_PATTERNS:  # "response 0x1200 (command 0x108)" → ERR_UNSPEC GET_CAPSET_INFO
+        for m in pattern.finditer(line.text):
+            decoded += [codes.virtio_gpu(kind, int(raw, 16)) for kind, raw in zip(kinds, m.groups())]
+    decoded += [name for _, _, name in codes.virtio_gpu_names_in(line.text)]
     return f"{line.text}  [decoded: {'; '.join(dict.fromkeys(decoded))}]" if decoded else line.text
 
 
@@ -250,7 +261,7 @@ def classify(lines: list[Line], ctx: Context) -> list[Finding]:
             cause = _fold(rule["cause"])
             if rule["id"] == "map-blob-failed":
                 cause += _page_size_note(ctx)
-            findings.append(Finding(rule["id"], _fold(rule["summary"]), cause, _fold(rule["fix"]), unique[:12]))
+            findings.append(Finding(rule["id"], _fold(rule["summary"]), cause, _fold(rule["fix"]), unique[:12], tuple(rule.get("sources", ()))))
     ids = {f.id for f in findings}
     by_id = {r["id"]: r for r in rules()}
     return [f for f in findings if not (set(by_id[f.id].get("unless", [])) & ids)]
@@ -280,18 +291,62 @@ def diagnose(paths: list[Path], ctx_overrides: Context | None = None) -> dict:
     return report_dict(lines, ctx)
 
 
+def candidates(lines: list[Line], found: set[str], limit: int = 3) -> list[dict]:
+    """Rules that matched in part: for each, what matched and what was missing (best first)."""
+    out = []
+    for rule in rules():
+        if rule.get("computed") or rule["id"] in found:
+            continue
+        groups = rule["all"]
+        hits = [bool(_matching(lines, g)) for g in groups]
+        also = _matching(lines, rule.get("also", []))
+        if not any(hits) and not also:
+            continue
+        missing = [" | ".join(g) for g, hit in zip(groups, hits) if not hit]
+        score = sum(hits) / len(groups) + (0.1 if also else 0)
+        out.append({"id": rule["id"], "summary": _fold(rule["summary"]), "score": round(score, 2), "missing": missing})
+    return sorted(out, key=lambda c: -c["score"])[:limit]
+
+
+# A line that carries an error code: an error word and a number, a hex value or an
+# identifier in capitals. If nothing in codes_in_line decodes it, diagnosis says so.
+_ERROR_WORD = re.compile(r"(?i)(?:\b|_)(?:error|err|fail(?:ed|ure)?|ret|rc|status|returned|refused|rejected|abort(?:ed)?)(?:\b|_)")
+_CODE_TOKEN = re.compile(r"(?<![\w.])-\d+\b|\b0x[0-9a-fA-F]{3,}\b|\b[A-Z][A-Z0-9]*_[A-Z0-9_]{3,}\b")
+
+
+def undecoded(lines: list[Line]) -> list[Line]:
+    """Lines with an error code that no table decodes (shown, never dropped)."""
+    return [l for l in lines if _ERROR_WORD.search(l.text) and _CODE_TOKEN.search(l.text) and not codes_in_line(l.text)]
+
+
 def report_dict(lines: list[Line], ctx: Context) -> dict:
-    return {
-        "findings": [f.as_dict() for f in classify(lines, ctx)],
+    findings = classify(lines, ctx)
+    report = {
+        "findings": [f.as_dict() for f in findings],
         "codes": decode_codes(lines),
         "context": dataclasses.asdict(ctx),
+        "undecoded": [l.as_dict() for l in undecoded(lines)][:20],
     }
+    if not findings:
+        report["candidates"] = candidates(lines, set())
+    return report
 
 
 def render(report: dict) -> str:
     out = []
     if not report["findings"]:
-        out.append("no known failure recognised in these logs")
+        if report.get("undecoded"):
+            out.append("no rule matched, and these lines hold codes venus-repro cannot decode:")
+            out += [f"  > {u['source']}:{u['line']}: {u['text'][:160]}" for u in report["undecoded"]]
+        elif report.get("codes"):
+            out.append("no known failure recognised; the codes these logs hold are decoded below")
+        else:
+            out.append("no known failure recognised in these logs")
+        for c in report.get("candidates", []):
+            out.append(f"nearest: [{c['id']}] {c['summary']}")
+            if c["missing"]:
+                out.append(f"  not seen: {c['missing'][0][:150]}")
+        out.append("")
     for f in report["findings"]:
         out.append(f"[{f['id']}] {f['summary']}")
         out.append(f"  cause: {f['cause']}")
@@ -299,6 +354,8 @@ def render(report: dict) -> str:
         for e in f["evidence"][:6]:
             where = f"{e['source']}:{e['line']}" if e["line"] else e["source"]
             out.append(f"  > {where}: {e['text'][:160]}")
+        if f.get("sources"):
+            out.append(f"  see:   {', '.join(f['sources'][:2])}")
         out.append("")
     if report["codes"]:
         out.append("codes seen:")
