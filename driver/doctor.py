@@ -149,8 +149,8 @@ def renderer_checks(c: Components, start: StartCommand) -> list[Check]:
             "" if usable else "install virgl-server (/usr/libexec/virgl_render_server) or fix RENDER_SERVER_EXEC_PATH",
         )
     )
-    venv = start.vulkan_environment()
-    icd = venv["VK_DRIVER_FILES"]
+    venv = start.qemu_vulkan_environment()
+    icd = venv.get("VK_DRIVER_FILES") or venv.get("VK_ICD_FILENAMES", "")
     driver = c.host_driver
     if driver is not None:
         nodes = hostvulkan.device_nodes(driver)
@@ -188,7 +188,7 @@ def _icd_library_names(start: StartCommand) -> set[str]:
     if start.c.host_driver is not None and "vulkan_icd" not in start.overrides:
         vendor = start.c.host_driver.icd
     else:
-        icd = start.vulkan_environment()["VK_DRIVER_FILES"]
+        icd = start.qemu_vulkan_environment().get("VK_DRIVER_FILES", "")
         vendor = hostvulkan.read_vendor(start.host_path("vulkan_icd", icd), start.c.host_root)
     if vendor is None:
         return set()
@@ -213,7 +213,7 @@ def render_server_preloads(start: StartCommand, timeout: float = 30.0) -> bool |
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     cmd = sandbox.command(
         start.c.host_root, [start.render_server, "--socket-fd", str(theirs.fileno())],
-        binds=start.vulkan_binds(), mounts=start.vulkan_mounts, env=start.vulkan_environment(),
+        binds=start.vulkan_binds(), mounts=start.vulkan_mounts, env=start.qemu_vulkan_environment(),
     )  # fmt: skip
     proc = subprocess.Popen(cmd, pass_fds=(theirs.fileno(),), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=sandbox.die_with_parent)
     theirs.close()

@@ -175,6 +175,13 @@ class StartCommand:
             env["__EGL_VENDOR_LIBRARY_FILENAMES"] = egl
         return env
 
+    # What --host-env may say about the Vulkan/EGL driver QEMU and its render server get.
+    VULKAN_ENV = ("VK_DRIVER_FILES", "VK_ICD_FILENAMES", "VK_ADD_DRIVER_FILES", "__EGL_VENDOR_LIBRARY_FILENAMES", "LD_LIBRARY_PATH")
+
+    def qemu_vulkan_environment(self) -> dict[str, str]:
+        """The driver environment as QEMU's render server sees it (--host-env included): what preflight checks."""
+        return {**self.vulkan_environment(), **{k: v for k, v in self.env_overrides.items() if k in self.VULKAN_ENV}}
+
     @property
     def vulkan_mounts(self) -> tuple[tuple[Path, Path], ...]:
         return self.host_driver.mounts if self.host_driver is not None else ()
