@@ -234,8 +234,10 @@ def boot_and_run(start: StartCommand, sc: Scenario, boot_timeout: float, run_dir
     """Boot the guest, run the scenario's steps, collect /out. Returns (facts, {step: DemoRun|ProgramRun}, failure)."""
     demo_list = [step.demo for step in sc.demos]
     steps = [guest_demo_step(d, d.name, f"{GUEST_OUT}/{d.name}") for d in demo_list]
-    steps += [protocol.Step(p.name, p.timeout, ["env", *(f"{k}={v}" for k, v in p.env), *p.argv]) for p in sc.programs]
+    # A program step is a script on the exchange disk: its arguments reach the program verbatim.
+    steps += [protocol.Step(p.name, p.timeout, ["sh", f"/in/steps/{p.name}.sh"]) for p in sc.programs]
     files = {f"files/{dest}": src.read_bytes() for src, dest in sc.files}
+    files.update({f"steps/{p.name}.sh": p.script().encode() for p in sc.programs})
 
     def drive(machine: Machine) -> None:
         for step in [*demo_list, *sc.programs]:
@@ -254,11 +256,16 @@ def boot_and_run(start: StartCommand, sc: Scenario, boot_timeout: float, run_dir
         _save_frame(run, out.get(f"{demo.name}/{demo.binary}.rgba"), run_dir / f"{demo.name}-guest.png")
         runs[demo.name] = run
     for prog in sc.programs:
+        outputs = {}
+        for path in prog.outputs:
+            name = f"{prog.name}.files/{path.rsplit('/', 1)[-1]}"
+            outputs[path] = str(run_dir / "guest" / name) if name in out else None
         runs[prog.name] = ProgramRun(
             prog.name,
             _step_status(out, prog.name),
             out.get(f"{prog.name}.out", b"").decode(errors="replace"),
             out.get(f"{prog.name}.err", b"").decode(errors="replace"),
+            outputs,
         )
     return facts, runs, failure
 

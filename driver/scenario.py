@@ -19,11 +19,14 @@
         timeout: 60
         min_fps: 100                  # optional floor for the guest's FPS
         expect: pass                  # or {outcome: error, vk_result: VK_…, call: vk…}
-      - program: [vulkaninfo, --summary]   # any guest program
+      - program: [vulkaninfo, --summary]   # any guest program; arguments reach it verbatim
         name: vulkaninfo
         env: {VN_DEBUG: init}
         timeout: 30
         expect: {exit: 0, stdout: ['driverName\\s*=\\s*venus']}
+      - shell: 'vkcube --c 10 2>&1 | tail -n 1'   # or a command line for the guest's sh
+        name: cube-tail
+        outputs: [/tmp/frame.png]      # files the step writes: kept in the run directory
     expect_findings: [render-server-missing]   # the run must fail with these findings
 
 A scenario is data, whoever wrote it: it is read with limits (size, nesting,
@@ -42,6 +45,7 @@ import dataclasses
 import hashlib
 import os
 import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -74,12 +78,36 @@ class DemoStep:
 @dataclasses.dataclass(frozen=True)
 class ProgramStep:
     name: str
-    argv: tuple[str, ...]
+    argv: tuple[str, ...]  # passed verbatim (spaces, quotes, globs reach the program as written); () with shell
     env: tuple[tuple[str, str], ...]
     timeout: int
     exit: int | None
     stdout: tuple[str, ...]
     stderr: tuple[str, ...]
+    shell: str | None = None  # a shell command line instead of argv (the guest's sh runs it)
+    outputs: tuple[str, ...] = ()  # absolute guest paths the step writes, collected into the run directory
+
+    def script(self) -> str:
+        """The guest's /bin/sh script for this step: environment, the command, the declared outputs.
+
+        Every value is single-quoted (shlex), so nothing in an argument is
+        expanded by the guest's shell; the shell form is run as written.
+        """
+        lines = [f"# venus-repro step {self.name}"]
+        lines += [f"export {k}={shlex.quote(v)}" for k, v in self.env]
+        if self.shell is not None:
+            lines += ["(", self.shell, ")"]
+        else:
+            lines.append(" ".join(shlex.quote(a) for a in self.argv))
+        lines.append("status=$?")
+        if self.outputs:
+            folder = f"/out/{self.name}.files"
+            lines.append(f"mkdir -p {folder}")
+            for path in self.outputs:
+                q = shlex.quote(path)
+                lines.append(f"if [ -f {q} ]; then cp {q} {folder}/; else echo \"venus-repro: output {path} was not written\" >&2; fi")
+        lines.append('exit "$status"')
+        return "\n".join(lines) + "\n"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,20 +316,40 @@ def _demo_step(w: _Where, node: yaml.Node, field: str, catalogue: dict) -> DemoS
 
 
 def _program_step(w: _Where, node: yaml.Node, field: str) -> ProgramStep:
-    m = _check_keys(w, node, field, {"program", "name", "env", "timeout", "expect"}, {"program", "name"})
-    argv = _str_list(w, m["program"][1], f"{field}.program")
-    if not argv:
-        raise w.error(m["program"][1], f"{field}.program", "must name a program")
-    for i, a in enumerate(argv):
-        if not a or re.search(r"\s", a):
-            raise w.error(m["program"][1], f"{field}.program[{i}]", "arguments may not be empty or contain spaces")
+    keys = {"program", "shell", "name", "env", "timeout", "expect", "outputs"}
+    m = _check_keys(w, node, field, keys, {"name"})
+    if ("program" in m) == ("shell" in m):
+        raise w.error(node, field, "give either program: [argv…] or shell: 'a command line'")
+    argv: list[str] = []
+    shell = None
+    if "program" in m:
+        argv = _str_list(w, m["program"][1], f"{field}.program")
+        if not argv or not argv[0]:
+            raise w.error(m["program"][1], f"{field}.program", "must name a program")
+        for i, a in enumerate(argv):
+            if "\0" in a:
+                raise w.error(m["program"][1], f"{field}.program[{i}]", "may not contain a NUL character")
+    else:
+        shell = _scalar(w, m["shell"][1], f"{field}.shell", str)
+        if not shell.strip() or "\0" in shell:
+            raise w.error(m["shell"][1], f"{field}.shell", "must be a non-empty command line")
+    outputs: list[str] = []
+    if "outputs" in m:
+        outputs = _str_list(w, m["outputs"][1], f"{field}.outputs")
+        for i, path in enumerate(outputs):
+            base = path.rsplit("/", 1)[-1]
+            if not path.startswith("/") or not _WORD.fullmatch(base) or "\0" in path:
+                raise w.error(m["outputs"][1], f"{field}.outputs[{i}]", "must be an absolute guest path to a file with a plain name")
+        bases = [p.rsplit("/", 1)[-1] for p in outputs]
+        if len(set(bases)) != len(bases):
+            raise w.error(m["outputs"][1], f"{field}.outputs", "two outputs share a file name")
     name = _scalar(w, m["name"][1], f"{field}.name", str)
     if not _WORD.fullmatch(name):
         raise w.error(m["name"][1], f"{field}.name", "must be a plain word (letters, digits, . _ -)")
     env = _str_map(w, m["env"][1], f"{field}.env") if "env" in m else {}
     for k, v in env.items():
-        if re.search(r"\s", k + v):
-            raise w.error(m["env"][1], f"{field}.env.{k}", "may not contain spaces")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k) or "\0" in v:
+            raise w.error(m["env"][1], f"{field}.env.{k}", "must be a variable name (letters, digits, _) with a value without NUL")
     expect_exit, out, err = 0, [], []
     if "expect" in m:
         em = _check_keys(w, m["expect"][1], f"{field}.expect", {"exit", "stdout", "stderr"})
@@ -316,7 +364,7 @@ def _program_step(w: _Where, node: yaml.Node, field: str) -> ProgramStep:
                         raise w.error(em[key][1], f"{field}.expect.{key}[{i}]", f"bad regular expression: {exc}") from None
                     target.append(pattern)
     timeout = _bounded(w, m["timeout"][1], f"{field}.timeout", int, 1, MAX_TIMEOUT) if "timeout" in m else 60
-    return ProgramStep(name, tuple(argv), tuple(env.items()), timeout, expect_exit, tuple(out), tuple(err))
+    return ProgramStep(name, tuple(argv), tuple(env.items()), timeout, expect_exit, tuple(out), tuple(err), shell, tuple(outputs))
 
 
 def load(name_or_path: str, host_files: str = REFUSE) -> Scenario:
@@ -467,12 +515,12 @@ def parse(text: str, path: Path | None, host_files: str = REFUSE) -> Scenario:
             step = _demo_step(w, item, field, catalogue)
             step_name = step.demo.name
             demo_steps.append(step)
-        elif "program" in keys:
+        elif "program" in keys or "shell" in keys:
             step = _program_step(w, item, field)
             step_name = step.name
             program_steps.append(step)
         else:
-            raise w.error(item, field, "a step has either 'demo' or 'program'")
+            raise w.error(item, field, "a step has 'demo', 'program' or 'shell'")
         if step_name in seen:
             raise w.error(item, field, f"a step named '{step_name}' comes twice")
         seen.add(step_name)
@@ -519,7 +567,11 @@ def dump(sc: Scenario) -> str:
             expect["stdout"] = list(p.stdout)
         if p.stderr:
             expect["stderr"] = list(p.stderr)
-        steps.append({"program": list(p.argv), "name": p.name, "env": dict(p.env), "timeout": p.timeout, "expect": expect})
+        entry = {"shell": p.shell} if p.shell is not None else {"program": list(p.argv)}
+        entry.update({"name": p.name, "env": dict(p.env), "timeout": p.timeout, "expect": expect})
+        if p.outputs:
+            entry["outputs"] = list(p.outputs)
+        steps.append(entry)
     doc: dict = {"name": sc.name, "profile": sc.profile}
     if sc.kernel_image is not None:
         doc["kernel"] = {"image": str(sc.kernel_image)}

@@ -163,9 +163,10 @@ class ProgramRun:
     exit_status: int | None
     stdout: str
     stderr: str
+    outputs: dict[str, str | None] = dataclasses.field(default_factory=dict)  # guest path → run-directory copy (None: not written)
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "exit_status": self.exit_status,
+        return {"name": self.name, "exit_status": self.exit_status, "outputs": dict(self.outputs),
                 "stdout_tail": self.stdout[-2000:], "stderr_tail": self.stderr[-2000:]}  # fmt: skip
 
 
@@ -182,6 +183,8 @@ def program_checks(run: ProgramRun, step) -> list[Check]:
             found = re.search(pattern, text, re.M)
             detail = f"'{found.group(0)}'" if found else "not found"
             checks.append(Check(f"{n}: {stream} matches /{pattern}/", found is not None, detail))
+    for path, copy in run.outputs.items():
+        checks.append(Check(f"{n}: wrote {path}", copy is not None, copy or "not written (the step's stderr says why)"))
     return checks
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest import venus_repro
@@ -24,7 +26,12 @@ def load_text(tmp_path, text: str):
         ("name: x\nsteps:\n  - demo: test_tri\n    colour: red\n", ":4: steps[0].colour", "unknown field"),
         ("name: x\nfiles:\n  - {src: missing.bin, dest: m}\nsteps:\n  - demo: test_tri\n", ":3: files[0].src", "does not exist"),
         ("name: x\nsteps:\n  - program: [vulkaninfo]\n", ":3: steps[0].name", "missing"),
-        ("name: x\nsteps:\n  - program: ['a b']\n    name: p\n", ":3: steps[0].program[0]", "may not"),
+        ("name: x\nsteps:\n  - program: ['']\n    name: p\n", ":3: steps[0].program", "must name a program"),
+        ("name: x\nsteps:\n  - program: [ls]\n    shell: ls\n    name: p\n", ":3: steps[0]", "either program"),
+        ("name: x\nsteps:\n  - shell: '  '\n    name: p\n", ":3: steps[0].shell", "non-empty"),
+        ("name: x\nsteps:\n  - program: [ls]\n    name: p\n    outputs: [relative.txt]\n", ":5: steps[0].outputs[0]", "absolute guest path"),
+        ("name: x\nsteps:\n  - program: [ls]\n    name: p\n    outputs: [/a/f.txt, /b/f.txt]\n", ":5: steps[0].outputs", "share a file name"),
+        ("name: x\nsteps:\n  - program: [ls]\n    name: p\n    env: {'A B': x}\n", ":5: steps[0].env.A B", "variable name"),
         ("name: x\nsteps:\n  - demo: test_tri\nexpect_findings: [no-such-finding]\n", ":4: expect_findings", "unknown finding"),
         ("name: x\npage_size: 8192\nsteps:\n  - demo: test_tri\n", ":2: page_size", "must be 4096"),
         ("steps:\n  - demo: test_tri\n", ":1: name", "missing"),
@@ -89,3 +96,17 @@ def test_component_override_keeps_the_soname_link(tmp_path):
     assert scenario.check_component("virglrenderer", tmp_path / "libvirglrenderer.so.1").name == "libvirglrenderer.so.1"
     with pytest.raises(UsageError, match="must be named libvirglrenderer.so.1"):
         scenario.check_component("virglrenderer", real)
+
+
+def test_a_programs_arguments_are_quoted_for_the_guests_shell_and_reach_it_verbatim(tmp_path):
+    """The step script the guest runs, run here by sh: every argument arrives as written."""
+    import subprocess
+
+    args = ["two words", "*", "it's", "$HOME", "", "a\nb", "`id`"]
+    text = "name: x\nsteps:\n  - program: " + json.dumps(["printf", "[%s]\\n", *args]) + "\n    name: p\n    env: {GREETING: 'hello world'}\n"
+    path, load = load_text(tmp_path, text)
+    (step,) = load().programs
+    script = step.script().replace("/out/", str(tmp_path / "out") + "/")
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, cwd=tmp_path).stdout
+    assert out == "".join(f"[{a}]\n" for a in args)
+    assert "export GREETING='hello world'" in step.script()

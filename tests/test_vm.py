@@ -225,6 +225,17 @@ def test_scenario_with_a_guest_program_and_host_file(provisioned, tmp_path, no_l
     assert failed == ["mustfail: stdout matches /^this is not there$/"]
 
 
+def test_arguments_reach_a_guest_program_verbatim_and_outputs_come_back(provisioned, tmp_path, no_leftovers):
+    """The built-in scenario 'arguments': spaces, globs, quotes and $ untouched; a shell step; an output file."""
+    code, result = run_json(tmp_path, "arguments")
+    assert code == 0 and result["verdict"] == "pass", [c for c in result["checks"] if not c["ok"]]
+    programs = {p["name"]: p for p in result["programs"]}
+    copy = programs["verbatim"]["outputs"]["/tmp/args.txt"]
+    assert copy and Path(copy).read_text() == "[two words]\n[*]\n[it's]\n[$HOME]\n[]\n"
+    assert Path(copy).is_relative_to(Path(result["run_dir"]))
+    assert programs["shell-pipe"]["outcome"] == "pass"
+
+
 def test_known_bug_scenario(provisioned, tmp_path, no_leftovers):
     code, result = run_json(tmp_path, "render-server-missing")
     assert code == 0 and result["verdict"] == "pass"
