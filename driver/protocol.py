@@ -198,10 +198,14 @@ def read_exchange(path: Path) -> Exchange | None:
 
 
 def save_guest_files(exchange: Exchange, into: Path, skip_suffix: str = ".rgba") -> None:
-    """Write the guest's files under ``into`` (only there: names were checked by read_exchange)."""
+    """Write the guest's files under ``into`` (only there: names were checked by read_exchange).
+
+    Raw demo frames (``*.rgba`` outside a step's declared outputs, ``<step>.files/``)
+    are left out: the run keeps them as PNG.
+    """
     root = into.resolve()
     for name, data in exchange.files.items():
-        if name.endswith(skip_suffix):
+        if name.endswith(skip_suffix) and not name.split("/", 1)[0].endswith(".files"):
             continue
         target = (root / name).resolve()
         if root not in target.parents:  # belt and braces: read_exchange already refused such names

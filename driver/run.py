@@ -121,6 +121,38 @@ def run_host_demos(start: StartCommand, selected: list[Demo], run_dir: Path) -> 
     return runs
 
 
+def run_host_programs(start: StartCommand, programs, run_dir: Path) -> dict[str, ProgramRun]:
+    """The program steps that ask for a differential check, run the same way on the host's driver.
+
+    The step's script runs in the host root (its programs must exist there by
+    the same name; $VENUS_REPRO_DEMOS names the host builds of the demos), its
+    declared outputs are copied to ``host/<step>.files``, beside the guest's.
+    """
+    c = start.c
+    out = run_dir / "host"
+    out.mkdir(exist_ok=True)
+    runs = {}
+    for p in programs:
+        if p.compare_host is None:
+            continue
+        env = (("VENUS_REPRO_DEMOS", str(c.demo_bin)),) if c.demo_bin else ()
+        proc = sandbox.run(
+            c.host_root, ["sh", "-c", p.script(out=str(out), env=env)],
+            binds=[*([c.demo_bin] if c.demo_bin else []), out, *start.vulkan_binds()], mounts=start.vulkan_mounts,
+            env=start.vulkan_environment(), timeout=p.timeout,
+        )  # fmt: skip
+        (out / f"{p.name}.out").write_text(proc.stdout)
+        (out / f"{p.name}.err").write_text(proc.stderr)
+        outputs = {}
+        for path in p.outputs:
+            copy = out / f"{p.name}.files" / path.rsplit("/", 1)[-1]
+            outputs[path] = str(copy) if copy.is_file() else None
+        status = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
+        runs[p.name] = ProgramRun(p.name, status, proc.stdout, proc.stderr, outputs)
+        log.info(f"host {p.name}: exit status {status}")
+    return runs
+
+
 def run_host_demo(start: StartCommand, demo: Demo, out: Path, save_frame: bool, name: str | None = None) -> DemoRun:
     """One demo on the run's host driver inside the host root; its output goes to ``out/<name>.out/.err``."""
     c = start.c
@@ -140,13 +172,13 @@ def run_host_demo(start: StartCommand, demo: Demo, out: Path, save_frame: bool, 
     return DemoRun(name, proc.returncode, protocol.parse_demo_output(proc.stdout), time.monotonic() - t0)
 
 
-def guest_demo_step(demo: Demo, name: str, out_dir: str | None) -> protocol.Step:
+def guest_demo_step(demo: Demo, name: str, out_dir: str | None, env: tuple[tuple[str, str], ...] = ()) -> protocol.Step:
     """The plan line that runs ``demo`` in the guest as step ``name``.
 
     VN_DEBUG=init makes Mesa's Venus driver say why it fails to initialise
     (e.g. "failed to allocate/map ring shmem"), which diagnosis reads.
     """
-    argv = ["env", "VN_DEBUG=init", f"/{GUEST_BIN_DIR}/{demo.binary}", *demo_args(demo, out_dir)]
+    argv = ["env", "VN_DEBUG=init", *(f"{k}={v}" for k, v in env), f"/{GUEST_BIN_DIR}/{demo.binary}", *demo_args(demo, out_dir)]
     return protocol.Step(name, demo.timeout, argv)
 
 
@@ -233,11 +265,13 @@ def boot_and_collect(
 def boot_and_run(start: StartCommand, sc: Scenario, boot_timeout: float, run_dir: Path, timings: dict) -> tuple[dict, dict, str | None]:
     """Boot the guest, run the scenario's steps, collect /out. Returns (facts, {step: DemoRun|ProgramRun}, failure)."""
     demo_list = [step.demo for step in sc.demos]
-    steps = [guest_demo_step(d, d.name, f"{GUEST_OUT}/{d.name}") for d in demo_list]
+    guest_env = scenario.VALIDATION_ENV if sc.validation else ()
+    steps = [guest_demo_step(d, d.name, f"{GUEST_OUT}/{d.name}", guest_env) for d in demo_list]
     # A program step is a script on the exchange disk: its arguments reach the program verbatim.
     steps += [protocol.Step(p.name, p.timeout, ["sh", f"/in/steps/{p.name}.sh"]) for p in sc.programs]
     files = {f"files/{dest}": src.read_bytes() for src, dest in sc.files}
-    files.update({f"steps/{p.name}.sh": p.script().encode() for p in sc.programs})
+    step_env = (*guest_env, ("VENUS_REPRO_DEMOS", f"/{GUEST_BIN_DIR}"))
+    files.update({f"steps/{p.name}.sh": p.script(env=step_env).encode() for p in sc.programs})
 
     def drive(machine: Machine) -> None:
         for step in [*demo_list, *sc.programs]:
@@ -253,6 +287,8 @@ def boot_and_run(start: StartCommand, sc: Scenario, boot_timeout: float, run_dir
     runs: dict = {}
     for demo in demo_list:
         run = guest_demo_run(out, demo.name)
+        if sc.validation:
+            run.result.update(verdict.validation_report(out.get(f"{demo.name}.out", b"") + out.get(f"{demo.name}.err", b"")))
         _save_frame(run, out.get(f"{demo.name}/{demo.binary}.rgba"), run_dir / f"{demo.name}-guest.png")
         runs[demo.name] = run
     for prog in sc.programs:
@@ -323,6 +359,9 @@ def _execute(opts: RunOptions, run_dir: Path, result: dict, timings: dict) -> No
     with log.nested(f"running the demos on {driver} (reference frames)"):
         t = time.monotonic()
         host = run_host_demos(start, demo_list, run_dir)
+        host_programs = run_host_programs(start, sc.programs, run_dir)
+        if host_programs:
+            host = {**(host or {}), **host_programs}
         timings["host_demos_s"] = round(time.monotonic() - t, 2)
     what = " and ".join(f"{n} {kind}(s)" for n, kind in ((len(demo_list), "demo"), (len(sc.programs), "program")) if n) or "no step"
     with log.nested(f"booting the guest ({c.kernel_flavour} kernel) and running {what}"):

@@ -27,7 +27,13 @@
       - shell: 'vkcube --c 10 2>&1 | tail -n 1'   # or a command line for the guest's sh
         name: cube-tail
         outputs: [/tmp/frame.png]      # files the step writes: kept in the run directory
+        compare_host:                  # run it on the host's driver too ($VENUS_REPRO_DEMOS: the demos)
+          stdout: true                 # stdout equal to the host's, after
+          normalize: [['Virtio-GPU Venus \\((.*)\\)', '\\1']]   # these substitutions
+          outputs: true                # and each output file byte for byte
     expect_findings: [render-server-missing]   # the run must fail with these findings
+    validation: true                  # every step under the Khronos validation layer (needs
+                                      # vulkan-validationlayers in guest_packages); 0 errors required
 
 A scenario is data, whoever wrote it: it is read with limits (size, nesting,
 alias expansion, no duplicate keys), and the host files it names (``files``,
@@ -57,6 +63,9 @@ from .errors import UsageError
 from .profile import DATA
 
 SCENARIOS = DATA / "scenarios"
+VALIDATION_PACKAGE = "vulkan-validationlayers"
+# What a guest step runs under with `validation: true`: the layer, and the loader saying it loaded it.
+VALIDATION_ENV = (("VK_INSTANCE_LAYERS", "VK_LAYER_KHRONOS_validation"), ("VK_LOADER_DEBUG", "layer"))
 _WORD = re.compile(r"[\w][\w.-]*")
 # Limits on a scenario file: it is untrusted input (a bundle from someone else carries one).
 MAX_BYTES = 1 << 20
@@ -76,6 +85,20 @@ class DemoStep:
 
 
 @dataclasses.dataclass(frozen=True)
+class HostCompare:
+    """A program step's differential check: the same command on the host's Vulkan driver, outputs compared."""
+
+    stdout: bool
+    outputs: bool
+    normalize: tuple[tuple[str, str], ...]  # (regex, replacement) applied to both stdouts before comparing
+
+    def apply(self, text: str) -> str:
+        for pattern, replacement in self.normalize:
+            text = re.sub(pattern, replacement, text, flags=re.M)
+        return text
+
+
+@dataclasses.dataclass(frozen=True)
 class ProgramStep:
     name: str
     argv: tuple[str, ...]  # passed verbatim (spaces, quotes, globs reach the program as written); () with shell
@@ -86,22 +109,23 @@ class ProgramStep:
     stderr: tuple[str, ...]
     shell: str | None = None  # a shell command line instead of argv (the guest's sh runs it)
     outputs: tuple[str, ...] = ()  # absolute guest paths the step writes, collected into the run directory
+    compare_host: HostCompare | None = None  # run it on the host's driver too, and compare
 
-    def script(self) -> str:
+    def script(self, out: str = "/out", env: tuple[tuple[str, str], ...] = ()) -> str:
         """The guest's /bin/sh script for this step: environment, the command, the declared outputs.
 
         Every value is single-quoted (shlex), so nothing in an argument is
         expanded by the guest's shell; the shell form is run as written.
         """
         lines = [f"# venus-repro step {self.name}"]
-        lines += [f"export {k}={shlex.quote(v)}" for k, v in self.env]
+        lines += [f"export {k}={shlex.quote(v)}" for k, v in (*env, *self.env)]
         if self.shell is not None:
             lines += ["(", self.shell, ")"]
         else:
             lines.append(" ".join(shlex.quote(a) for a in self.argv))
         lines.append("status=$?")
         if self.outputs:
-            folder = f"/out/{self.name}.files"
+            folder = f"{shlex.quote(out)}/{self.name}.files"
             lines.append(f"mkdir -p {folder}")
             for path in self.outputs:
                 q = shlex.quote(path)
@@ -130,6 +154,8 @@ class Scenario:
     programs: tuple[ProgramStep, ...]
     expect_findings: tuple[str, ...]
     host_vulkan: str = hostvulkan.LAVAPIPE
+    # Every guest step runs under the Khronos validation layer; each demo must load it and report no error.
+    validation: bool = False
     # What was read but not obeyed (a replayed bundle's host files, components, environment).
     ignored: tuple[str, ...] = ()
 
@@ -316,7 +342,7 @@ def _demo_step(w: _Where, node: yaml.Node, field: str, catalogue: dict) -> DemoS
 
 
 def _program_step(w: _Where, node: yaml.Node, field: str) -> ProgramStep:
-    keys = {"program", "shell", "name", "env", "timeout", "expect", "outputs"}
+    keys = {"program", "shell", "name", "env", "timeout", "expect", "outputs", "compare_host"}
     m = _check_keys(w, node, field, keys, {"name"})
     if ("program" in m) == ("shell" in m):
         raise w.error(node, field, "give either program: [argv…] or shell: 'a command line'")
@@ -364,7 +390,33 @@ def _program_step(w: _Where, node: yaml.Node, field: str) -> ProgramStep:
                         raise w.error(em[key][1], f"{field}.expect.{key}[{i}]", f"bad regular expression: {exc}") from None
                     target.append(pattern)
     timeout = _bounded(w, m["timeout"][1], f"{field}.timeout", int, 1, MAX_TIMEOUT) if "timeout" in m else 60
-    return ProgramStep(name, tuple(argv), tuple(env.items()), timeout, expect_exit, tuple(out), tuple(err), shell, tuple(outputs))
+    compare = None
+    if "compare_host" in m:
+        cm = _check_keys(w, m["compare_host"][1], f"{field}.compare_host", {"stdout", "outputs", "normalize"})
+        normalize = []
+        if "normalize" in cm:
+            node = cm["normalize"][1]
+            if not isinstance(node, yaml.SequenceNode):
+                raise w.error(node, f"{field}.compare_host.normalize", "must be a list of [regex, replacement] pairs")
+            for i, pair in enumerate(node.value):
+                items = _str_list(w, pair, f"{field}.compare_host.normalize[{i}]")
+                if len(items) != 2:
+                    raise w.error(pair, f"{field}.compare_host.normalize[{i}]", "must be [regex, replacement]")
+                try:
+                    re.compile(items[0])
+                except re.error as exc:
+                    raise w.error(pair, f"{field}.compare_host.normalize[{i}]", f"bad regular expression: {exc}") from None
+                normalize.append((items[0], items[1]))
+        compare = HostCompare(
+            _scalar(w, cm["stdout"][1], f"{field}.compare_host.stdout", bool) if "stdout" in cm else False,
+            _scalar(w, cm["outputs"][1], f"{field}.compare_host.outputs", bool) if "outputs" in cm else False,
+            tuple(normalize),
+        )
+        if not (compare.stdout or compare.outputs):
+            raise w.error(m["compare_host"][1], f"{field}.compare_host", "compare stdout: true, outputs: true, or both")
+        if compare.outputs and not outputs:
+            raise w.error(m["compare_host"][1], f"{field}.compare_host.outputs", "the step declares no outputs to compare")
+    return ProgramStep(name, tuple(argv), tuple(env.items()), timeout, expect_exit, tuple(out), tuple(err), shell, tuple(outputs), compare)
 
 
 def load(name_or_path: str, host_files: str = REFUSE) -> Scenario:
@@ -428,7 +480,7 @@ def parse(text: str, path: Path | None, host_files: str = REFUSE) -> Scenario:
         return resolved
 
     allowed = {"name", "description", "profile", "kernel", "page_size", "machine", "components", "files",
-               "guest_packages", "steps", "expect_findings"}  # fmt: skip
+               "guest_packages", "steps", "expect_findings", "validation"}  # fmt: skip
     m = _check_keys(w, root, "", allowed, {"name", "steps"})
     name = _scalar(w, m["name"][1], "name", str)
     profile = _scalar(w, m["profile"][1], "profile", str) if "profile" in m else "debian-trixie"
@@ -537,11 +589,14 @@ def parse(text: str, path: Path | None, host_files: str = REFUSE) -> Scenario:
     page = _scalar(w, m["page_size"][1], "page_size", int) if "page_size" in m else None
     if page is not None and page not in (4096, 16384, 65536):
         raise w.error(m["page_size"][1], "page_size", "must be 4096, 16384 or 65536")
+    validation = _scalar(w, m["validation"][1], "validation", bool) if "validation" in m else False
+    if validation and VALIDATION_PACKAGE not in packages:
+        raise w.error(m["validation"][1], "validation", f"needs the layer in the guest: add {VALIDATION_PACKAGE} to guest_packages")
     return Scenario(
         name=name, path=path, text=text, profile=profile, kernel_flavour=flavour, kernel_image=image,
         page_size=page, display=display, gpu_options=gpu, host_env=host_env, ring_wake=ring_wake, components=components, files=tuple(files), guest_packages=tuple(packages),
         demos=tuple(demo_steps), programs=tuple(program_steps), expect_findings=tuple(findings), ignored=tuple(ignored),
-        host_vulkan=host_vulkan,
+        host_vulkan=host_vulkan, validation=validation,
     )  # fmt: skip
 
 
@@ -571,6 +626,9 @@ def dump(sc: Scenario) -> str:
         entry.update({"name": p.name, "env": dict(p.env), "timeout": p.timeout, "expect": expect})
         if p.outputs:
             entry["outputs"] = list(p.outputs)
+        if p.compare_host:
+            c = p.compare_host
+            entry["compare_host"] = {"stdout": c.stdout, "outputs": c.outputs, "normalize": [list(n) for n in c.normalize]}
         steps.append(entry)
     doc: dict = {"name": sc.name, "profile": sc.profile}
     if sc.kernel_image is not None:
@@ -597,6 +655,8 @@ def dump(sc: Scenario) -> str:
     doc["steps"] = steps
     if sc.expect_findings:
         doc["expect_findings"] = list(sc.expect_findings)
+    if sc.validation:
+        doc["validation"] = True
     return "# The scenario as this run executed it (written by venus-repro).\n" + yaml.safe_dump(doc, sort_keys=False)
 
 

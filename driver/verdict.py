@@ -9,7 +9,9 @@ driver, and its frame is bit-identical to the same demo on host lavapipe.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
+from pathlib import Path
 
 from .codes import vk_result_name
 
@@ -170,6 +172,63 @@ class ProgramRun:
                 "stdout_tail": self.stdout[-2000:], "stderr_tail": self.stderr[-2000:]}  # fmt: skip
 
 
+def _first_difference(a: str, b: str) -> str:
+    for i, (la, lb) in enumerate(zip(a.splitlines(), b.splitlines()), 1):
+        if la != lb:
+            return f"line {i}: guest {la[:120]!r} / host {lb[:120]!r}"
+    return f"guest {len(a.splitlines())} lines / host {len(b.splitlines())} lines"
+
+
+def host_compare_checks(guest: ProgramRun, host: ProgramRun | None, compare) -> list[Check]:
+    """The differential check: the guest's outputs against the same command's on the host's driver."""
+    n = guest.name
+    if host is None or host.exit_status is None:
+        return [Check(f"{n}: ran on the host", False, "the host run did not happen (no host reference in this profile?)")]
+    checks = []
+    if compare.stdout:
+        g, h = compare.apply(guest.stdout), compare.apply(host.stdout)
+        checks.append(Check(f"{n}: stdout equals the host's", g == h,
+                            "equal" + (" after normalisation" if compare.normalize else "") if g == h else _first_difference(g, h)))  # fmt: skip
+    if compare.outputs:
+        for path, copy in guest.outputs.items():
+            other = host.outputs.get(path)
+            if copy is None or other is None:
+                checks.append(Check(f"{n}: {path} equals the host's", False, f"not written on the {'guest' if copy is None else 'host'}"))
+                continue
+            a, b = Path(copy).read_bytes(), Path(other).read_bytes()
+            same = a == b
+            detail = f"{len(a)} bytes, equal" if same else (
+                f"guest {len(a)} bytes sha256 {hashlib.sha256(a).hexdigest()[:16]} / host {len(b)} bytes sha256 "
+                f"{hashlib.sha256(b).hexdigest()[:16]}; both kept: {copy}, {other}"
+            )  # fmt: skip
+            checks.append(Check(f"{n}: {path} equals the host's", same, detail))
+    return checks
+
+
+# The Vulkan loader (VK_LOADER_DEBUG=layer) names each layer it inserts; the Khronos
+# layer's default callback prints each message it finds ("Validation Error: [ VUID-… ]").
+_LAYER_LOADED = re.compile(r'Insert(?:ed)? instance layer:? "?VK_LAYER_KHRONOS_validation')
+_VALIDATION_ERROR = re.compile(r"^.*Validation Error:.*$", re.M)
+
+
+def validation_report(output: bytes) -> dict:
+    """What a step's output says of the validation layer: loaded, and the errors it reported."""
+    text = output.decode(errors="replace")
+    errors = _VALIDATION_ERROR.findall(text)
+    return {"validation_layer": bool(_LAYER_LOADED.search(text)), "validation_errors": len(errors),
+            "validation_first_error": errors[0][:300] if errors else None}  # fmt: skip
+
+
+def validation_checks(run: DemoRun) -> list[Check]:
+    n, r = run.name, run.result
+    loaded = bool(r.get("validation_layer"))
+    count = r.get("validation_errors") or 0
+    return [
+        Check(f"{n}: validation layer loaded", loaded, "VK_LAYER_KHRONOS_validation inserted" if loaded else "the loader did not insert VK_LAYER_KHRONOS_validation"),
+        Check(f"{n}: no validation errors", loaded and count == 0, f"{count} error(s)" + (f": {r.get('validation_first_error')}" if count else "")),
+    ]
+
+
 def program_checks(run: ProgramRun, step) -> list[Check]:
     n = run.name
     if run.exit_status is None:
@@ -256,7 +315,9 @@ def assemble(
         demo = step.demo
         g = guest[demo.name]
         h = (host or {}).get(demo.name) or DemoRun(demo.name, None, parse_demo_output(""))
-        checks += expected_failure_checks(g, demo.expect) if demo.expect else demo_checks(g, h if host is not None else None)
+        checks += expected_failure_checks(g, demo.expect) if demo.expect else demo_checks(g, h if host is not None and demo.name in host else None)
+        if scenario.validation and g.exit_status is not None:
+            checks += validation_checks(g)
         if step.min_fps is not None and g.outcome == "pass":
             fps = float(g.result.get("fps", 0))
             checks.append(Check(f"{demo.name}: at least {step.min_fps:g} FPS", fps >= step.min_fps, f"{fps:.0f} FPS in the guest"))
@@ -264,6 +325,8 @@ def assemble(
     for prog in scenario.programs:
         pr = guest[prog.name]
         pchecks = program_checks(pr, prog)
+        if prog.compare_host is not None:
+            pchecks += host_compare_checks(pr, (host or {}).get(prog.name), prog.compare_host)
         checks += pchecks
         failed = [ch.name.split(": ", 1)[1] for ch in pchecks if not ch.ok]
         out["programs"].append({**pr.as_dict(), "outcome": "fail" if failed else "pass", "failed": failed})

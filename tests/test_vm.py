@@ -339,3 +339,44 @@ def test_a_failing_program_shows_what_it_said(provisioned, tmp_path, no_leftover
     assert "running 1 program(s)" in proc.stderr and "0 demo(s)" not in proc.stderr
     assert "ls_missing stderr (last 1 lines; guest/ls_missing.err has it all):" in proc.stdout
     assert "/no/such/path" in proc.stdout.split("ls_missing stderr", 1)[1]
+
+
+def test_scenario_packages_are_installed_as_packages(provisioned, tmp_path, no_leftovers):
+    """A dependency the drop list strips from the base guest comes back; update-alternatives links are made."""
+    scenario_file = Path(__file__).parent / "fixtures" / "scenarios" / "packages.yaml"
+    code, result = run_json(tmp_path, str(scenario_file))
+    assert code == 0 and result["verdict"] == "pass", [c for c in result["checks"] if not c["ok"]]
+    assert {p["name"]: p["outcome"] for p in result["programs"]} == {"xmllint": "pass", "blas-alternative": "pass"}
+
+
+def test_the_demos_under_the_validation_layer_load_it_and_report_no_error(provisioned, tmp_path, no_leftovers):
+    code, result = run_json(tmp_path, "validation")
+    checks = {c["name"]: c for c in result["checks"]}
+    for demo in ("test_tri", "vkcube_anim", "vkcube_zerocopy"):
+        assert checks[f"{demo}: validation layer loaded"]["ok"], checks[f"{demo}: validation layer loaded"]
+        assert checks[f"{demo}: no validation errors"]["ok"], checks[f"{demo}: no validation errors"]
+    assert code == 0 and result["verdict"] == "pass"
+
+
+def test_a_programs_outputs_equal_the_same_command_on_the_host(provisioned, tmp_path, no_leftovers):
+    """Built-in scenario 'differential': a frame file byte for byte, a device report after normalisation."""
+    code, result = run_json(tmp_path, "differential")
+    checks = {c["name"]: c for c in result["checks"]}
+    assert checks["triangle-frame: /tmp/tri/test_tri.rgba equals the host's"]["ok"], checks
+    assert checks["device-report: stdout equals the host's"]["ok"], checks
+    assert code == 0 and result["verdict"] == "pass"
+    run_dir = Path(result["run_dir"])
+    guest_frame = run_dir / "guest/triangle-frame.files/test_tri.rgba"
+    assert guest_frame.read_bytes() == (run_dir / "host/triangle-frame.files/test_tri.rgba").read_bytes()
+
+
+def test_a_differential_mismatch_fails_and_keeps_both_outputs(provisioned, tmp_path, no_leftovers):
+    scenario_file = Path(__file__).parent / "fixtures" / "scenarios" / "differential-mismatch.yaml"
+    code, result = run_json(tmp_path, str(scenario_file))
+    assert code == 1 and result["verdict"] == "fail"
+    (check,) = [c for c in result["checks"] if not c["ok"]]
+    assert check["name"] == "device-name: stdout equals the host's" and "Virtio-GPU Venus" in check["detail"]
+    run_dir = Path(result["run_dir"])
+    assert "Virtio-GPU Venus" in (run_dir / "guest/device-name.out").read_text()
+    host = (run_dir / "host/device-name.out").read_text()
+    assert "deviceName" in host and "Venus" not in host

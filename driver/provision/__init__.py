@@ -31,7 +31,7 @@ from ..errors import ProvisionError
 from .. import profile as profiles
 from ..errors import UsageError
 from ..profile import Profile, cache_dir, host_debian_arch
-from . import initramfs, kernel, manifest, sysroot
+from . import initramfs, kernel, manifest, packages, sysroot
 from .apt import AptRepo, Pin
 from .components import GUEST_BIN_DIR, Components
 from .lock import Lock, extra_guest_pins, set_digest
@@ -122,19 +122,21 @@ class Provisioner:
         set_name = f"guest-{self.profile.guest_arch}"
         pins = self.lock.pins(set_name)
         stem = "root" if not extra else "root-extra"
-        final = self.cache / "guest" / f"{stem}-{set_digest([*pins, *extra], *self.profile.guest_drop)}"
+        final = self.cache / "guest" / f"{stem}-{set_digest([*pins, *extra], *self.profile.guest_drop, *((packages.RECIPE,) if extra else ()))}"
         if sysroot.reuse(final):
             return final
 
         def build(tmp: Path) -> None:
-            sysroot.unpack_all(self._fetch(set_name), self.store, tmp, set_name)
+            base = self._fetch(set_name)
+            sysroot.unpack_all(base, self.store, tmp, set_name)
+            # The drop list slims the base guest only: a scenario's packages are installed whole.
+            sysroot.drop(tmp, self.profile.guest_drop)
             if extra:
                 missing = self.store.missing(list(extra))
                 if missing:
                     with log.nested(f"fetching the scenario's guest packages: {len(missing)} missing from the cache"):
                         self.store.ensure(list(extra), self._repo(self.profile.guest_arch))
-                sysroot.unpack_all(list(extra), self.store, tmp, "scenario guest packages")
-            sysroot.drop(tmp, self.profile.guest_drop)
+                packages.install(tmp, list(extra), base, self.store)
 
         with log.nested(f"building the guest userland ({len(pins)} packages)"):
             return sysroot.build_once(final, build)

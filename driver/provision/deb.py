@@ -21,8 +21,8 @@ from ..errors import ProvisionError
 _COMPRESSION = {"data.tar.xz": "r:xz", "data.tar.gz": "r:gz", "data.tar.bz2": "r:bz2", "data.tar": "r:"}
 
 
-def data_tar(deb: Path) -> tuple[str, bytes]:
-    """The name and bytes of the package's ``data.tar*`` member."""
+def _member(deb: Path, prefix: str) -> tuple[str, bytes]:
+    """The name and bytes of the package's ``<prefix>*`` ar member (data.tar.xz, control.tar.gz…)."""
     with open(deb, "rb") as f:
         if f.read(8) != b"!<arch>\n":
             raise ProvisionError(f"{deb.name}: not a Debian package (no ar header)")
@@ -34,11 +34,52 @@ def data_tar(deb: Path) -> tuple[str, bytes]:
             data = f.read(size)
             if size % 2:
                 f.read(1)
-            if name.startswith("data.tar"):
-                if name not in _COMPRESSION:
+            if name.startswith(prefix):
+                if name.replace(prefix, "data.tar", 1) not in _COMPRESSION:
                     raise ProvisionError(f"{deb.name}: {name} is compressed in a way this unpacker does not read")
                 return name, data
-    raise ProvisionError(f"{deb.name}: no data.tar member")
+    raise ProvisionError(f"{deb.name}: no {prefix} member")
+
+
+def data_tar(deb: Path) -> tuple[str, bytes]:
+    """The name and bytes of the package's ``data.tar*`` member."""
+    return _member(deb, "data.tar")
+
+
+def control(deb: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """The package's control fields and its maintainer scripts (postinst, preinst, …) as text."""
+    name, data = _member(deb, "control.tar")
+    fields: dict[str, str] = {}
+    scripts: dict[str, str] = {}
+    with tarfile.open(fileobj=io.BytesIO(data), mode=_COMPRESSION[name.replace("control.tar", "data.tar", 1)]) as tar:
+        for member in tar.getmembers():
+            base = PurePosixPath(member.name).name
+            if not member.isfile() or base not in ("control", "preinst", "postinst", "prerm", "postrm"):
+                continue
+            text = tar.extractfile(member).read().decode(errors="replace")  # type: ignore[union-attr]
+            if base == "control":
+                key = None
+                for line in text.splitlines():
+                    if line[:1] in (" ", "\t") and key:
+                        fields[key] += "\n" + line.strip()
+                    elif ":" in line:
+                        key, value = line.split(":", 1)
+                        fields[key] = value.strip()
+            else:
+                scripts[base] = text
+    return fields, scripts
+
+
+def depends(fields: dict[str, str]) -> set[str]:
+    """Every package name in Depends and Pre-Depends (each alternative of an "a | b")."""
+    names = set()
+    for key in ("Pre-Depends", "Depends"):
+        for clause in fields.get(key, "").split(","):
+            for alt in clause.split("|"):
+                word = alt.strip().split(" ", 1)[0].split(":", 1)[0]
+                if word:
+                    names.add(word)
+    return names
 
 
 def _target(into: Path, name: str) -> Path | None:

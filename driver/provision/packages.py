@@ -1,0 +1,126 @@
+"""A scenario's guest packages, installed as packages in the unpacked guest root.
+
+The profile's drop list slims the *base* guest (Mesa's arm64 package ships
+lavapipe, radv and LLVM; the guest needs only the Venus ICD). A scenario's
+packages are what the user asked for, so none of their files is dropped, and
+base packages they depend on (libxml2 for ffmpeg, say) get back what the drop
+list took. No maintainer script runs (the root is unpacked, not installed);
+what they would do that a program needs is done here instead:
+
+* ``update-alternatives --install LINK NAME PATH PRIORITY`` links (libblas.so.3,
+  for one): the highest priority of each name is linked, as dpkg would;
+* a script that needs a running system (system users and groups, kernel
+  modules built at install) is one clear error naming the package: a guest
+  with busybox as init has none of those, and a program that depends on them
+  would fail later for a reason nobody could see.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from pathlib import Path
+
+from .. import log
+from ..errors import ProvisionError
+from . import deb
+from .apt import Pin
+from .store import DebStore
+
+# What a maintainer script may do that an unpacked guest cannot stand in for.
+# Part of the cache key of a guest with scenario packages: how they are installed.
+RECIPE = "scenario-packages-installed-1"
+# (Service management is left alone: debhelper guards it, and the guest starts no services.)
+_NEEDS_SYSTEM = re.compile(r"^\s*(adduser|addgroup|useradd|groupadd|dkms|update-initramfs)\b", re.M)
+
+
+def _script_lines(text: str) -> list[str]:
+    """Shell lines with backslash continuations joined and comments dropped."""
+    joined = re.sub(r"\\\n", " ", text)
+    return [line.split("#", 1)[0].strip() for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def alternatives(script: str) -> list[tuple[str, str, str, int]]:
+    """(link, name, path, priority) of every ``update-alternatives --install`` (and its --slave links)."""
+    out = []
+    for line in _script_lines(script):
+        if "update-alternatives" not in line or "--install" not in line:
+            continue
+        try:
+            words = shlex.split(line)
+        except ValueError:
+            continue
+        i = words.index("--install") if "--install" in words else -1
+        if i < 0 or len(words) < i + 5:
+            continue
+        link, name, path, prio = words[i + 1 : i + 5]
+        try:
+            priority = int(prio)
+        except ValueError:
+            continue
+        out.append((link, name, path, priority))
+        rest = words[i + 5 :]
+        while len(rest) >= 4 and rest[0] == "--slave":
+            out.append((rest[1], rest[2], rest[3], priority))
+            rest = rest[4:]
+    return out
+
+
+def needs_system(script: str) -> list[str]:
+    """The commands of ``script`` an unpacked guest cannot stand in for."""
+    return sorted({m.group(1) for m in _NEEDS_SYSTEM.finditer("\n".join(_script_lines(script)))})
+
+
+def base_needed(extra: list[Pin], base: list[Pin], store: DebStore) -> list[Pin]:
+    """The base packages the extra ones depend on, directly or through each other."""
+    by_name = {p.name: p for p in base}
+    todo = [p for p in extra]
+    seen: set[str] = {p.name for p in extra}
+    needed: list[Pin] = []
+    while todo:
+        pin = todo.pop()
+        fields, _ = deb.control(store.verified(pin))
+        for name in sorted(deb.depends(fields)):
+            if name in seen:
+                continue
+            seen.add(name)
+            if name in by_name:
+                needed.append(by_name[name])
+                todo.append(by_name[name])
+    return needed
+
+
+def install(root: Path, extra: list[Pin], base: list[Pin], store: DebStore) -> None:
+    """Unpack ``extra`` into ``root`` (the base guest, already slimmed) as installed packages."""
+    from . import sysroot
+
+    needed = base_needed(extra, base, store)
+    if needed:
+        # What the drop list took from them comes back: they are dependencies of what the user asked for.
+        sysroot.unpack_all(needed, store, root, "base packages the scenario's packages need")
+    sysroot.unpack_all(extra, store, root, "scenario guest packages")
+    chosen: dict[str, tuple[int, str, str]] = {}
+    refused = []
+    for pin in extra:
+        _, scripts = deb.control(store.verified(pin))
+        for script in scripts.values():
+            bad = needs_system(script)
+            if bad:
+                refused.append(f"{pin.name} ({', '.join(bad)})")
+        for link, name, path, priority in alternatives(scripts.get("postinst", "")):
+            if name not in chosen or priority > chosen[name][0]:
+                chosen[name] = (priority, link, path)
+    if refused:
+        raise ProvisionError(
+            f"guest package {refused[0]} needs a running system its maintainer scripts set up, which an unpacked "
+            "guest (busybox init, no users or services) does not have: leave it out of guest_packages"
+            + (f" (also: {', '.join(refused[1:])})" if refused[1:] else "")
+        )
+    for name, (_, link, path) in sorted(chosen.items()):
+        target = root / link.lstrip("/")
+        if not (root / path.lstrip("/")).exists() or target.exists() or target.is_symlink():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(path, target)
+        log.info(f"alternative {name}: {link} -> {path}")
