@@ -37,7 +37,8 @@ from .provision import Components, Provisioner
 
 FORMAT = 1
 # Programs the runtime root keeps (paths inside it); the GPU render server is added.
-PROGRAMS = ("usr/bin/qemu-system-aarch64", "usr/bin/vulkaninfo", "usr/bin/sh", "usr/bin/env")
+PROGRAMS = ("usr/bin/qemu-system-aarch64", "usr/bin/vulkaninfo", "usr/bin/sh", "usr/bin/env",
+            "usr/bin/mkdir", "usr/bin/cp", "usr/bin/cat")  # the last three: program steps' scripts (differential checks)
 # QEMU modules a Venus run loads: the virtio-gpu devices, the SDL/EGL displays and their GL glue.
 QEMU_MODULES = ("hw-display-virtio-gpu*.so", "ui-sdl.so", "ui-opengl.so", "ui-egl-headless.so")
 # What those programs dlopen (no ELF header names it): glvnd's dispatch libraries (SDL and
