@@ -22,7 +22,7 @@ static void json_string(FILE *f, const char *s) {
 }
 
 static void usage(const char *demo) {
-    fprintf(stderr, "usage: %s [--out DIR] [--size WxH] [--frames N]\n", demo);
+    fprintf(stderr, "usage: %s [--out DIR] [--size WxH] [--frames N] [--invalid-usage]\n", demo);
     exit(64);
 }
 
@@ -41,6 +41,8 @@ void vr_parse_args(struct vr *vr, const char *demo, int argc, char **argv, uint3
                 usage(demo);
         } else if (!strcmp(argv[i], "--frames") && i + 1 < argc)
             vr->opt.frames = (uint32_t)strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--invalid-usage"))
+            vr->opt.invalid_usage = 1;
         else
             usage(demo);
     }
@@ -154,6 +156,17 @@ void vr_init(struct vr *vr, const char *const *device_extensions, uint32_t n_dev
     };
     VR_CHECK(vr, vkCreateDevice(vr->phys, &dci, NULL, &vr->device));
     vkGetDeviceQueue(vr->device, vr->queue_family, 0, &vr->queue);
+    if (vr->opt.invalid_usage) {
+        VkBufferCreateInfo bi = {
+            .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
+            .size = 64,
+            .usage = 0, /* invalid: at least one usage bit is required */
+            .sharingMode = VK_SHARING_MODE_EXCLUSIVE,
+        };
+        VkBuffer buffer;
+        if (vkCreateBuffer(vr->device, &bi, NULL, &buffer) == VK_SUCCESS)
+            vkDestroyBuffer(vr->device, buffer, NULL);
+    }
     VkCommandPoolCreateInfo pci = {
         .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
         .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,

@@ -19,6 +19,9 @@ struct vr_options {
     const char *out_dir; /* where the checked frame goes (raw RGBA), or NULL */
     uint32_t width, height;
     uint32_t frames;
+    /* --invalid-usage: one call the validation layer must report (a buffer with no usage
+     * bits: VUID-VkBufferCreateInfo-None-09500); the checker's own test. */
+    int invalid_usage;
 };
 
 struct vr {

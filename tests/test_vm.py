@@ -380,3 +380,12 @@ def test_a_differential_mismatch_fails_and_keeps_both_outputs(provisioned, tmp_p
     assert "Virtio-GPU Venus" in (run_dir / "guest/device-name.out").read_text()
     host = (run_dir / "host/device-name.out").read_text()
     assert "deviceName" in host and "Venus" not in host
+
+
+def test_a_validation_error_in_the_guest_fails_the_run_and_is_named(provisioned, tmp_path, no_leftovers):
+    scenario_file = Path(__file__).parent / "fixtures" / "scenarios" / "validation-error.yaml"
+    code, result = run_json(tmp_path, str(scenario_file))
+    assert code == 1 and result["verdict"] == "fail"
+    (check,) = [c for c in result["checks"] if not c["ok"]]
+    assert check["name"] == "tri-invalid: no validation errors"
+    assert "Validation Error: [ VUID-VkBufferCreateInfo-" in check["detail"]  # -None-09500 in layer 1.4.309
