@@ -138,19 +138,30 @@ def test_qemu_as_nixpkgs_builds_it(facts):
         assert ("libdrm" in q["buildInputs"]) == (not darwin)
 
 
-def test_virglrenderer_as_nixpkgs_builds_it(facts):
+def test_virglrenderer_is_nixpkgs_release_on_linux_and_the_users_fork_on_the_mac(facts):
     ours = "venus-import-shm-resources-as-host-pointers-1.3.0.patch"
     assert (REPO / "nix/patches/virglrenderer" / ours).is_file()
     for system in SYSTEMS:
         v = facts[system]["virglrenderer"]
-        assert v["version"] == "1.3.0" and v["available"], system
+        assert v["available"], system
         assert "-Dvenus=true" in v["mesonFlags"], system  # nixpkgs gates Venus to Linux; ours is everywhere
         assert "-Dvulkan-preload=false" in v["mesonFlags"], system  # NVIDIA hosts (virglrenderer issue 630)
-        assert v["patches"][-1] == ours  # nixpkgs' own patches stay, ours comes last
-        thread = "-Drender-server-worker=thread" in v["mesonFlags"]
-        assert thread == (system == "aarch64-darwin"), system
-        assert ("MoltenVK" in v["buildInputs"]) == (system == "aarch64-darwin")
         assert "vulkan-loader" in v["buildInputs"]
+        darwin = system == "aarch64-darwin"
+        assert ("-Drender-server-worker=thread" in v["mesonFlags"]) == darwin, system
+        assert v["mesonFlags"].count("-Dvulkan-dload=false") == 1, system  # the loader is linked (on darwin: for MoltenVK)
+        assert ("MoltenVK" in v["buildInputs"]) == darwin
+        if darwin:
+            # The user's fork at the pinned rev, by the fetcher's own URL and hash.
+            assert v["fork"] and v["version"].endswith("pannous")
+            assert any("github.com/pannous/virglrenderer/archive/905aad7c12cea6edb66be753c1200a1c087b4e20" in u for u in v["srcUrls"]), v["srcUrls"]
+            assert v["srcHash"] == "sha256-U66c5nfsfm5ksM6whnsu3H2mEzEeQYg4zC0j4i8tiug="
+            # The fork imports SHM resources as host pointers itself: our patch is not applied there.
+            assert ours not in v["patches"]
+        else:
+            assert not v["fork"] and v["version"] == "1.3.0"
+            assert not any("pannous" in u for u in v["srcUrls"])
+            assert v["patches"][-1] == ours  # nixpkgs' own patches stay, ours comes last
 
 
 def test_the_opt_in_kernel_from_source_is_16k_with_virtio_gpu_built_in(facts):
@@ -202,11 +213,13 @@ def test_manifest_for_each_system(facts):
         assert m["system"] == system and m["page_size"] == 16384
         assert m["vulkaninfo"].endswith("/bin/vulkaninfo")
         assert m["qemu"].endswith("-qemu-11.0.1/bin/qemu-system-aarch64")
-        assert m["render_server"].endswith("-virglrenderer-1.3.0/libexec/virgl_render_server")
+        darwin = system == "aarch64-darwin"
+        virgl = "1.2.0-unstable-2026-01-28-pannous" if darwin else "1.3.0"
+        assert m["render_server"].endswith(f"-virglrenderer-{virgl}/libexec/virgl_render_server")
         assert m["kernel"].endswith("-venus-repro-debian-guest-16k/vmlinuz")
         assert m["initramfs"].endswith("-venus-repro-debian-guest-16k/initrd.cpio")
-        assert m["versions"] == {"qemu": "11.0.1", "virglrenderer": "1.3.0", "kernel_flavour": "16k", "fd_fallback_patch": True}
-        if system == "aarch64-darwin":
+        assert m["versions"] == {"qemu": "11.0.1", "virglrenderer": virgl, "kernel_flavour": "16k", "fd_fallback_patch": not darwin}
+        if darwin:
             assert m["accel"] == "hvf" and m["vulkan_icd"].endswith("-MoltenVK-1.4.1/share/vulkan/icd.d/MoltenVK_icd.json")
             assert m["host_demos"] is None and m["ring_wake"] is None and m["egl_vendor"] is None
             assert m["virglrenderer"].endswith("/lib/libvirglrenderer.dylib")

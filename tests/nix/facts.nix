@@ -49,6 +49,10 @@ let
         mesonFlags = v.mesonFlags;
         patches = map (x: baseNameOf (toString x)) v.patches;
         src = v.src.name or (baseNameOf (toString v.src));
+        # Where the source comes from, as the fetcher derivation says (not our text).
+        srcUrls = v.src.urls or [ (v.src.url or "") ];
+        srcHash = v.src.outputHash or null;
+        fork = v.passthru.fork or false;
         buildInputs = names v.buildInputs;
         available = lib.meta.availableOn v.stdenv.hostPlatform v;
       };
