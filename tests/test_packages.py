@@ -52,3 +52,17 @@ def test_update_alternatives_links_are_read_with_their_slaves_and_priority():
 )
 def test_what_an_unpacked_guest_cannot_stand_in_for_is_named(script, needs):
     assert packages.needs_system(script) == needs
+
+
+def test_libraries_in_an_ld_so_conf_d_folder_are_linked_into_the_default_one(tmp_path):
+    root = tmp_path / "root"
+    (root / "usr/lib/aarch64-linux-gnu/private").mkdir(parents=True)
+    (root / "usr/lib/aarch64-linux-gnu/private/libfoo.so.1").write_bytes(b"\x7fELF")
+    (root / "usr/lib/aarch64-linux-gnu/libc.so.6").write_bytes(b"\x7fELF")
+    (root / "etc/ld.so.conf.d").mkdir(parents=True)
+    (root / "etc/ld.so.conf.d/aarch64-linux-gnu.conf").write_text("# Multiarch support\n/usr/local/lib/aarch64-linux-gnu\n/lib/aarch64-linux-gnu\n/usr/lib/aarch64-linux-gnu\n")
+    (root / "etc/ld.so.conf.d/foo.conf").write_text("/usr/lib/aarch64-linux-gnu/private\n")
+    packages.link_library_paths(root)
+    link = root / "usr/lib/aarch64-linux-gnu/libfoo.so.1"
+    assert link.is_symlink() and str(link.readlink()) == "/usr/lib/aarch64-linux-gnu/private/libfoo.so.1"
+    assert not (root / "usr/lib/aarch64-linux-gnu/libc.so.6").is_symlink()

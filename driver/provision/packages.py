@@ -9,6 +9,8 @@ what they would do that a program needs is done here instead:
 
 * ``update-alternatives --install LINK NAME PATH PRIORITY`` links (libblas.so.3,
   for one): the highest priority of each name is linked, as dpkg would;
+* libraries in folders a package adds to ld.so.conf.d (found through ldconfig's
+  cache, which an unpacked guest lacks) get links in the default library folder;
 * a script that needs a running system (system users and groups, kernel
   modules built at install) is one clear error naming the package: a guest
   with busybox as init has none of those, and a program that depends on them
@@ -30,7 +32,7 @@ from .store import DebStore
 
 # What a maintainer script may do that an unpacked guest cannot stand in for.
 # Part of the cache key of a guest with scenario packages: how they are installed.
-RECIPE = "scenario-packages-installed-1"
+RECIPE = "scenario-packages-installed-2"
 # (Service management is left alone: debhelper guards it, and the guest starts no services.)
 _NEEDS_SYSTEM = re.compile(r"^\s*(adduser|addgroup|useradd|groupadd|dkms|update-initramfs)\b", re.M)
 
@@ -124,3 +126,36 @@ def install(root: Path, extra: list[Pin], base: list[Pin], store: DebStore) -> N
         target.parent.mkdir(parents=True, exist_ok=True)
         os.symlink(path, target)
         log.info(f"alternative {name}: {link} -> {path}")
+    link_library_paths(root)
+
+
+def _conf_dirs(root: Path) -> list[str]:
+    dirs = []
+    for conf in sorted((root / "etc/ld.so.conf.d").glob("*.conf")):
+        for line in conf.read_text(errors="replace").splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line.startswith("/"):
+                dirs.append(line)
+    return dirs
+
+
+def link_library_paths(root: Path) -> None:
+    """Make libraries in ld.so.conf.d folders findable without ldconfig (the guest runs none).
+
+    A package that puts its libraries in a folder of its own names that folder in
+    /etc/ld.so.conf.d and relies on ldconfig's cache; the unpacked guest has no
+    cache, so each library there gets a link in the architecture's default folder.
+    """
+    default = {f"/usr/lib/{d.name}" for d in (root / "usr/lib").glob("*-linux-gnu*")} | {f"/lib/{d.name}" for d in (root / "usr/lib").glob("*-linux-gnu*")}
+    default |= {"/lib", "/usr/lib", "/usr/local/lib"}
+    triplets = sorted(d.name for d in (root / "usr/lib").glob("*-linux-gnu*") if d.is_dir())
+    if not triplets:
+        return
+    target_dir = root / "usr/lib" / triplets[0]
+    for folder in _conf_dirs(root):
+        if folder.rstrip("/") in default or not (root / folder.lstrip("/")).is_dir():
+            continue
+        for lib in sorted((root / folder.lstrip("/")).glob("*.so*")):
+            link = target_dir / lib.name
+            if not (link.exists() or link.is_symlink()):
+                os.symlink(f"{folder.rstrip('/')}/{lib.name}", link)
