@@ -94,7 +94,8 @@ def replay(path: Path, run_dir: Path | None, trust: bool = False) -> tuple[dict,
     keep = Path(tempfile.mkdtemp(prefix="venus-repro-replay-"))
     original, profile_yaml = unpack(path, keep)
     prof = profile.load(str(profile_yaml))
-    sc = scenario.load(str(original / "scenario.yaml"), scenario.ALLOW if trust else scenario.DROP)
+    policy = scenario.ALLOW if trust else scenario.DROP
+    sc = scenario.load(str(original / "scenario.yaml"), policy, policy)
     if not trust:
         unsafe = sorted(k for k in sc.host_env if k not in SAFE_ENV)
         sc = dataclasses.replace(

@@ -138,6 +138,11 @@ def parser() -> argparse.ArgumentParser:
         help="let the scenario name host files outside its own folder (files:, components:, kernel.image): "
         "they are copied into the guest and the run directory, or run",
     )  # fmt: skip
+    p.add_argument(
+        "--allow-host-programs", action="store_true",
+        help="let the scenario's compare_host steps run their commands on this machine too (in the host root, as "
+        "root), to compare their outputs with the guest's (built-in scenarios may without it)",
+    )  # fmt: skip
 
     p = sub.add_parser("bench", help="measure Venus efficiency, zero-copy gain and time to verdict")
     _add_profile(p)
@@ -258,7 +263,11 @@ def run_options(args):
     from . import scenario
     from .run import RunOptions
 
-    sc = scenario.load(args.scenario or "venus-demos", scenario.ALLOW if args.allow_host_files else scenario.REFUSE)
+    sc = scenario.load(
+        args.scenario or "venus-demos",
+        scenario.ALLOW if args.allow_host_files else scenario.REFUSE,
+        scenario.ALLOW if args.allow_host_programs else scenario.REFUSE,
+    )
     prof = _profile(args.profile or sc.profile, args.manifest)
     if args.kernel is not None and args.kernel_flavour is not None:
         raise VenusReproError("--kernel and --kernel-flavour exclude each other")

@@ -419,8 +419,11 @@ def _program_step(w: _Where, node: yaml.Node, field: str) -> ProgramStep:
     return ProgramStep(name, tuple(argv), tuple(env.items()), timeout, expect_exit, tuple(out), tuple(err), shell, tuple(outputs), compare)
 
 
-def load(name_or_path: str, host_files: str = REFUSE) -> Scenario:
-    """A built-in scenario by name, or a scenario file (see ``parse`` for ``host_files``)."""
+def load(name_or_path: str, host_files: str = REFUSE, host_programs: str = REFUSE) -> Scenario:
+    """A built-in scenario by name, or a scenario file (see ``parse`` for the policies).
+
+    A built-in scenario is the package's own: it may run its differential steps on the host.
+    """
     path = Path(name_or_path)
     if not (path.suffix in (".yaml", ".yml") and path.exists()):
         if path.suffix in (".yaml", ".yml") or "/" in name_or_path:
@@ -442,15 +445,21 @@ def load(name_or_path: str, host_files: str = REFUSE) -> Scenario:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise UsageError(f"{path}:{line}: scenario: not UTF-8 text") from None
-    return parse(text, path, host_files)
+    if path.resolve().parent == SCENARIOS.resolve():
+        host_programs = ALLOW
+    return parse(text, path, host_files, host_programs)
 
 
-def parse(text: str, path: Path | None, host_files: str = REFUSE) -> Scenario:
+def parse(text: str, path: Path | None, host_files: str = REFUSE, host_programs: str = REFUSE) -> Scenario:
     """The scenario in ``text`` (from ``path``), checked field by field.
 
     ``host_files``: REFUSE (a named host file must lie in the scenario's
     folder), ALLOW (anywhere: the user said so), DROP (replay: host files,
     components and a kernel image are left out and listed in ``ignored``).
+    ``host_programs``: a step's ``compare_host`` runs the scenario's command on
+    this machine (in the host root), so a scenario file may ask for it only
+    when the user allows it (ALLOW: --allow-host-programs); REFUSE makes it one
+    error, DROP (replay) leaves the comparison out and lists it in ``ignored``.
     """
     w = _Where(str(path) if path else "<scenario>")
     try:
@@ -569,6 +578,13 @@ def parse(text: str, path: Path | None, host_files: str = REFUSE) -> Scenario:
             demo_steps.append(step)
         elif "program" in keys or "shell" in keys:
             step = _program_step(w, item, field)
+            if step.compare_host is not None and host_programs != ALLOW:
+                if host_programs == DROP:
+                    ignored.append(f"{field}.compare_host (runs the command on this machine; not used: pass --trust-bundle to use it)")
+                    step = dataclasses.replace(step, compare_host=None)
+                else:
+                    raise w.error(keys["compare_host"][0], f"{field}.compare_host",
+                                  "runs the step's command on this machine too: pass --allow-host-programs to let a scenario do that")  # fmt: skip
             step_name = step.name
             program_steps.append(step)
         else:

@@ -110,3 +110,26 @@ def test_a_programs_arguments_are_quoted_for_the_guests_shell_and_reach_it_verba
     out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, cwd=tmp_path).stdout
     assert out == "".join(f"[{a}]\n" for a in args)
     assert "export GREETING='hello world'" in step.script()
+
+
+COMPARING = "name: x\nsteps:\n  - program: [vulkaninfo, --summary]\n    name: p\n    compare_host: {stdout: true}\n"
+
+
+def test_a_scenario_file_runs_commands_on_this_machine_only_when_the_user_allows_it(tmp_path):
+    """compare_host runs the scenario's command in the host root: refused unless --allow-host-programs."""
+    path, load = load_text(tmp_path, COMPARING)
+    with pytest.raises(UsageError, match=r":5: steps\[0\]\.compare_host: runs the step's command on this machine too"):
+        load()
+    (step,) = scenario.load(str(path), host_programs=scenario.ALLOW).programs
+    assert step.compare_host is not None and step.compare_host.stdout
+    # A replayed bundle without --trust-bundle: the comparison is left out, and said so.
+    sc = scenario.load(str(path), host_programs=scenario.DROP)
+    assert sc.programs[0].compare_host is None and any("compare_host" in i for i in sc.ignored)
+    # The CLI: one clear error, exit 2, before anything runs.
+    proc = venus_repro("run", str(path), cwd=tmp_path)
+    assert proc.returncode == 2 and "--allow-host-programs" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_built_in_scenarios_may_compare_with_the_host():
+    (frame, report) = scenario.load("differential").programs
+    assert frame.compare_host.outputs and report.compare_host.stdout

@@ -372,7 +372,7 @@ def test_a_programs_outputs_equal_the_same_command_on_the_host(provisioned, tmp_
 
 def test_a_differential_mismatch_fails_and_keeps_both_outputs(provisioned, tmp_path, no_leftovers):
     scenario_file = Path(__file__).parent / "fixtures" / "scenarios" / "differential-mismatch.yaml"
-    code, result = run_json(tmp_path, str(scenario_file))
+    code, result = run_json(tmp_path, str(scenario_file), "--allow-host-programs")
     assert code == 1 and result["verdict"] == "fail"
     (check,) = [c for c in result["checks"] if not c["ok"]]
     assert check["name"] == "device-name: stdout equals the host's" and "Virtio-GPU Venus" in check["detail"]
