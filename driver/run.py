@@ -294,8 +294,8 @@ def boot_and_run(start: StartCommand, sc: Scenario, boot_timeout: float, run_dir
     for prog in sc.programs:
         outputs = {}
         for path in prog.outputs:
-            name = f"{prog.name}.files/{path.rsplit('/', 1)[-1]}"
-            outputs[path] = str(run_dir / "guest" / name) if name in out else None
+            copy = run_dir / "guest" / f"{prog.name}.files" / path.rsplit("/", 1)[-1]
+            outputs[path] = str(copy) if copy.is_file() else None  # saved (save_guest_files refuses a clash)
         runs[prog.name] = ProgramRun(
             prog.name,
             _step_status(out, prog.name),
