@@ -106,7 +106,7 @@ def pack(c: Components, prov: Provisioner, out: Path) -> dict:
     starts += [p for pattern in QEMU_MODULES for p in sorted(root.glob(f"usr/lib/*/qemu/{pattern}"))]
     dirs = hostvulkan.library_dirs(root)
     for name in DLOPENED:
-        found = next((d / name for d in dirs if (d / name).exists()), None)
+        found = hostvulkan.find_library(name, dirs)
         if found is None:
             raise UsageError(f"carry: the host root has no {name}")
         starts.append(found)
@@ -120,7 +120,7 @@ def pack(c: Components, prov: Provisioner, out: Path) -> dict:
         extra = [staged / "virgl_render_server", staged / lib.resolve().name, *demos] + ([c.ring_wake] if c.ring_wake else [])
         for path in extra:
             for dep in hostvulkan.needed(path):
-                found = next((d / dep for d in dirs if (d / dep).exists()), None)
+                found = hostvulkan.find_library(dep, dirs)
                 if found is None and dep != "libvirglrenderer.so.1":
                     raise UsageError(f"carry: {path.name} needs {dep}, which the host root does not have")
                 if found is not None:

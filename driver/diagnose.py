@@ -159,8 +159,12 @@ def _venus_messages() -> list[tuple[re.Pattern, str]]:
     return [(re.compile(k), v) for k, v in codes.venus_messages().items()]
 
 
-def codes_in_line(text: str) -> list[tuple[str, int | str, str]]:
-    """Every code ``text`` holds, decoded: (kind, value, name). One home for what a code is."""
+@functools.lru_cache(maxsize=65536)
+def codes_in_line(text: str) -> tuple[tuple[str, int | str, str], ...]:
+    """Every code ``text`` holds, decoded: (kind, value, name). One home for what a code is.
+
+    Cached: decoding and the undecoded-line check both ask for the same lines.
+    """
     out: list[tuple[str, int | str, str]] = []
     for pattern, kinds in _CODE_PATTERNS:
         for m in pattern.finditer(text):
@@ -182,7 +186,7 @@ def codes_in_line(text: str) -> list[tuple[str, int | str, str]]:
             out.append(("guest message", m.group(0), meaning))
     for m in re.finditer(r"cap set \d+: id (\d+)", text):
         out.append(("virtio-gpu capset", int(m.group(1)), codes.virtio_gpu("capsets", int(m.group(1)))))
-    return out
+    return tuple(out)
 
 
 def decode_codes(lines: list[Line]) -> list[dict]:

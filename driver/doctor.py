@@ -179,7 +179,7 @@ def renderer_checks(c: Components, start: StartCommand) -> list[Check]:
         )
     )
     if devices and driver is not None:
-        checks.append(preload_check(c, start, driver))
+        checks.append(preload_check(start, driver))
     return checks
 
 
@@ -258,7 +258,7 @@ def _child_of(pid: int, wait: float = 5.0) -> int | None:
     return None
 
 
-def preload_check(c: Components, start: StartCommand, driver: hostvulkan.HostDriver) -> Check:
+def preload_check(start: StartCommand, driver: hostvulkan.HostDriver) -> Check:
     """A render server that initialises NVIDIA's driver before it forks fails every guest vkCreateDevice (-3)."""
     preloads = render_server_preloads(start)
     if preloads is None:

@@ -14,6 +14,7 @@ import os
 import platform
 from pathlib import Path
 
+from . import hostvulkan
 from .machine import StartCommand
 from .provision import Components
 from .provision.store import sha256_file
@@ -82,18 +83,6 @@ def _host(accel: str) -> dict:
     }
 
 
-def _icd_library(icd: Path, root: Path) -> Path | None:
-    """The driver library an ICD JSON names (an absolute path, or a name in the root's libdirs)."""
-    try:
-        lib = json.loads(icd.read_text())["ICD"]["library_path"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if lib.startswith("/"):
-        return root / lib.lstrip("/")
-    found = sorted((root / "usr/lib").glob(f"*/{lib}")) + sorted(icd.parent.glob(lib))
-    return found[0] if found else None
-
-
 def _host_vulkan(c: Components, start: StartCommand, cache: HashCache, icd: str, driver_lib: Path | None) -> dict:
     """The host Vulkan driver: the root's lavapipe (the lock's Mesa), or the host's own (--host-vulkan host)."""
     d = c.host_driver
@@ -123,7 +112,8 @@ def fingerprint(c: Components, start: StartCommand, cache_dir: Path, scenario=No
     server = start.render_server
     lib = start.virglrenderer_library
     icd = start.environment()["VK_DRIVER_FILES"]
-    driver_lib = _icd_library(start.host_path("vulkan_icd", icd), root)
+    vendor = hostvulkan.read_vendor(start.host_path("vulkan_icd", icd), root)  # the library the ICD names, in the root
+    driver_lib = vendor.library if vendor else None
     guest_demos = c.demo_bin.parent / "guest" if c.demo_bin else None
     fp = {
         "components": {

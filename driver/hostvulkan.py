@@ -45,6 +45,13 @@ _SOFTWARE = re.compile(r"(libvulkan_lvp|swiftshader|libvk_swiftshader)")
 _DEFAULT_LIBDIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib/aarch64-linux-gnu",
                     "usr/lib/aarch64-linux-gnu", "lib64", "usr/lib64", "lib", "usr/lib")  # fmt: skip
 _MAX_LIBRARIES = 200
+# A library's release in its real file name: libGLX_nvidia.so.580.159.04 (a soname link's target).
+_RELEASE = re.compile(r"\.so\.(\d+(?:\.\d+)+)$")
+
+
+def _release(library: Path) -> re.Match | None:
+    """The release part of ``library``'s real name: group(0) ".so.580.159.04", group(1) "580.159.04"."""
+    return _RELEASE.search(library.resolve().name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +84,7 @@ class HostDriver:
     @property
     def release(self) -> str | None:
         """The driver library's release, from its file name (libGLX_nvidia.so.580.159.04 → 580.159.04)."""
-        m = re.search(r"\.so\.(\d+(?:\.\d+)+)$", self.icd.library.resolve().name) if self.icd.library else None
+        m = _release(self.icd.library) if self.icd.library else None
         return m.group(1) if m else None
 
     @property
@@ -197,7 +204,8 @@ def library_dirs(root: Path) -> list[Path]:
     return out
 
 
-def _find_library(name: str, dirs: list[Path]) -> Path | None:
+def find_library(name: str, dirs: list[Path]) -> Path | None:
+    """``name`` in the first of ``dirs`` that has it (as the dynamic linker searches)."""
     for d in dirs:
         candidate = d / name
         if candidate.exists():
@@ -235,7 +243,7 @@ def read_vendor(path: Path, host: Path) -> Vendor | None:
         found = path.parent / lib
         library = found if found.exists() else None
     else:
-        library = _find_library(lib, library_dirs(host))
+        library = find_library(lib, library_dirs(host))
     return Vendor(path, doc, library)
 
 
@@ -271,7 +279,7 @@ def icd_candidates(env: dict | None = None, host: Path = Path("/")) -> tuple[lis
 def _egl_for(icd: Vendor, env: dict, host: Path) -> Vendor | None:
     """The EGL vendor of the same driver: its library lies beside the ICD's, or shares its release."""
     assert icd.library is not None
-    release = re.search(r"\.so\.(\d+(?:\.\d+)+)$", icd.library.resolve().name)
+    release = _release(icd.library)
     for path in _listed(env, ("__EGL_VENDOR_LIBRARY_FILENAMES",), "glvnd/egl_vendor.d", host):
         vendor = read_vendor(path, host)
         if vendor is None or vendor.library is None:
@@ -294,9 +302,9 @@ def _closure(start: list[Path], host_dirs: list[Path], root_dirs: list[Path]) ->
             raise UsageError(f"the host driver needs over {_MAX_LIBRARIES} libraries the root lacks: is {start[0]} a driver?")
         files[name] = path
         for dep in needed(path):
-            if dep in files or _find_library(dep, root_dirs) is not None:
+            if dep in files or find_library(dep, root_dirs) is not None:
                 continue
-            host_lib = _find_library(dep, [path.parent, *host_dirs])
+            host_lib = find_library(dep, [path.parent, *host_dirs])
             if host_lib is None:
                 raise UsageError(f"the host driver's {path.name} needs {dep}, which neither the host nor the root has")
             queue.append((dep, host_lib))
@@ -306,7 +314,7 @@ def _closure(start: list[Path], host_dirs: list[Path], root_dirs: list[Path]) ->
 def _companions(library: Path) -> list[Path]:
     """Files beside ``library`` of its release (libnvidia-*.so.580.159.04 beside libGLX_nvidia.so.580.159.04)."""
     real = library.resolve()
-    m = re.search(r"\.so\.(\d+\.\d+(?:\.\d+)*)$", real.name)
+    m = _release(real)
     if not m:
         return []
     return sorted(p for p in real.parent.iterdir() if p.name.endswith(m.group(0)) and p.is_file() and p != real)

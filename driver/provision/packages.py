@@ -74,22 +74,21 @@ def needs_system(script: str) -> list[str]:
     return sorted({m.group(1) for m in _NEEDS_SYSTEM.finditer("\n".join(_script_lines(script)))})
 
 
-def base_needed(extra: list[Pin], base: list[Pin], store: DebStore) -> list[Pin]:
-    """The base packages the extra ones depend on, directly or through each other."""
+def base_needed(extra: dict[str, dict[str, str]], base: list[Pin], store: DebStore) -> list[Pin]:
+    """The base packages the extra ones (name → control fields) depend on, directly or through each other."""
     by_name = {p.name: p for p in base}
-    todo = [p for p in extra]
-    seen: set[str] = {p.name for p in extra}
+    todo: list[dict[str, str]] = list(extra.values())
+    seen: set[str] = set(extra)
     needed: list[Pin] = []
     while todo:
-        pin = todo.pop()
-        fields, _ = deb.control(store.verified(pin))
+        fields = todo.pop()
         for name in sorted(deb.depends(fields)):
             if name in seen:
                 continue
             seen.add(name)
             if name in by_name:
                 needed.append(by_name[name])
-                todo.append(by_name[name])
+                todo.append(deb.control(store.verified(by_name[name]))[0])
     return needed
 
 
@@ -97,19 +96,19 @@ def install(root: Path, extra: list[Pin], base: list[Pin], store: DebStore) -> N
     """Unpack ``extra`` into ``root`` (the base guest, already slimmed) as installed packages."""
     from . import sysroot
 
-    needed = base_needed(extra, base, store)
+    controls = {pin.name: deb.control(store.verified(pin)) for pin in extra}  # (fields, maintainer scripts)
+    needed = base_needed({name: fields for name, (fields, _) in controls.items()}, base, store)
     if needed:
         # What the drop list took from them comes back: they are dependencies of what the user asked for.
         sysroot.unpack_all(needed, store, root, "base packages the scenario's packages need")
     sysroot.unpack_all(extra, store, root, "scenario guest packages")
     chosen: dict[str, tuple[int, str, str]] = {}
     refused = []
-    for pin in extra:
-        _, scripts = deb.control(store.verified(pin))
+    for name, (_, scripts) in controls.items():
         for script in scripts.values():
             bad = needs_system(script)
             if bad:
-                refused.append(f"{pin.name} ({', '.join(bad)})")
+                refused.append(f"{name} ({', '.join(bad)})")
         for link, name, path, priority in alternatives(scripts.get("postinst", "")):
             if name not in chosen or priority > chosen[name][0]:
                 chosen[name] = (priority, link, path)
