@@ -1,15 +1,23 @@
 {
   description = "venus-repro: Vulkan in a QEMU VM through Venus, every component pinned";
 
-  # nixpkgs is the only input. The rev is an upstream NixOS/nixpkgs commit from
-  # 2026 (qemu 11.0.x). flake.lock pins it by rev only: its narHash could not be
-  # computed where this flake was written (no GitHub), and a hash nobody
-  # computed is never written here. The first `nix flake lock` on a connected
-  # machine adds it (README, "Nix").
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/01820a7b5745da585a04e35531c4b86dec8ce4ad";
+  # Both inputs are pinned by rev only in flake.lock: their narHashes could not
+  # be computed where this flake was written (no GitHub), and a hash nobody
+  # computed is never written here. `nix flake update` on a connected machine
+  # re-locks the same revs (the URLs name them) and adds the hashes (README, "Nix").
+  inputs = {
+    # An upstream NixOS/nixpkgs commit from 2026 (qemu 11.0.x).
+    nixpkgs.url = "github:NixOS/nixpkgs/01820a7b5745da585a04e35531c4b86dec8ce4ad";
+    # The user's QEMU fork, branch main as of 2026-01-28: darwin's QEMU
+    # (nix/qemu.nix). Swap it with --override-input qemu-fork <flake ref>.
+    qemu-fork = {
+      url = "github:pannous/qemu/e8145fc93bc33c0896ab137cacb946c8aa339a89";
+      flake = false;
+    };
+  };
 
   outputs =
-    { nixpkgs, ... }:
+    { nixpkgs, qemu-fork, ... }:
     let
       inherit (nixpkgs) lib;
       systems = [
@@ -17,7 +25,17 @@
         "aarch64-linux"
         "x86_64-linux"
       ];
-      forAllSystems = f: lib.genAttrs systems (system: f (import ./nix { inherit nixpkgs system; }));
+      forAllSystems =
+        f:
+        lib.genAttrs systems (
+          system:
+          f (
+            import ./nix {
+              inherit nixpkgs system;
+              qemuFork = qemu-fork;
+            }
+          )
+        );
     in
     {
       packages = forAllSystems (vr: vr.packages);

@@ -442,6 +442,14 @@ def cmd_provision(args) -> int:
         "ring_wake": str(c.ring_wake) if c.ring_wake else None,
         "versions": c.versions,
         "lock_sha256": c.lock_digest,
+        # What QEMU will be started with (a run may still override it).
+        "machine": {
+            "accel": c.accel,
+            "display": c.display,
+            "smp": prof.qemu.smp,
+            "memory": prof.qemu.memory,
+            "hostmem": prof.qemu.hostmem,
+        },
     }
     if args.json:
         print(json.dumps(info, indent=2))

@@ -4,6 +4,9 @@
 {
   nixpkgs,
   system,
+  # The user's QEMU fork (pannous/qemu), a source tree: the flake's `qemu-fork`
+  # input. Only darwin's QEMU is built from it (nix/qemu.nix says why).
+  qemuFork ? null,
 }:
 let
   pkgs = import nixpkgs { inherit system; };
@@ -34,7 +37,16 @@ let
   venus-repro = pkgs.callPackage ./driver.nix { };
   moltenvk = if host.isDarwin then pkgs.moltenvk else null;
   virglrenderer = pkgs.callPackage ./virglrenderer.nix { inherit moltenvk; };
-  qemu = pkgs.callPackage ./qemu.nix { inherit virglrenderer; };
+  qemu = pkgs.callPackage ./qemu.nix {
+    inherit virglrenderer;
+    qemuSrc =
+      if !host.isDarwin then
+        null
+      else if qemuFork != null then
+        qemuFork
+      else
+        throw "darwin's QEMU is the user's fork: pass qemuFork (the flake's qemu-fork input) to nix/default.nix";
+  };
   kernel-from-source = guestPkgs.callPackage ../kernels/linux-16k.nix { };
   alpine-guest-demos = guestPkgs.callPackage ./demos.nix { };
   # Host builds of the same demos render the reference frames. They use the

@@ -35,8 +35,13 @@ writeTextDir "manifest.json" (
     # HVF on Apple Silicon; TCG on Linux (KVM only where the host is aarch64
     # and /dev/kvm works: the driver decides at run time).
     accel = if isDarwin then "hvf" else "tcg";
-    # SDL with gl=on on both (offscreen on Linux via SDL_VIDEODRIVER).
-    display = "sdl,gl=on";
+    # Linux: SDL with gl=on, offscreen (SDL_VIDEODRIVER), the GL display upstream's
+    # virtio-gpu-gl needs. macOS: as the user runs their fork (scripts/run-alpine.sh):
+    # the cocoa window, where the fork presents Venus through a Vulkan swapchain,
+    # a 256 MiB host-visible region and four CPUs.
+    display = if isDarwin then "cocoa" else "sdl,gl=on";
+    hostmem = if isDarwin then "256M" else "1G";
+    smp = if isDarwin then 4 else 2;
     host_demos = if host-demos == null then null else "${host-demos}/bin";
     ring_wake = if ring-wake == null then null else "${ring-wake}/lib/vkr_ring_wake.so";
     versions = {

@@ -21,17 +21,26 @@ import json
 import os
 import shutil
 import subprocess
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from venus_repro import nix, profile
-from venus_repro.provision import Provisioner, manifest
+from venus_repro.provision import Provisioner, apt, manifest
 
 pytestmark = pytest.mark.nix
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEMS = ["aarch64-darwin", "aarch64-linux", "x86_64-linux"]
+# QEMU's meson subprojects for a build from git (subprojects/*.wrap, v10.0 to v11.0):
+# the revision, and the Nix hash of that revision's tree as a git archive gives it.
+QEMU_SUBPROJECTS = {
+    "keycodemapdb": ("f5772a62ec52591ff6870b7e8ef32482371f22c6", "sha256-GbZ5mrUYLXMi0IX4IZzles0Oyc095ij2xAsiLNJwfKQ="),
+    "berkeley-softfloat-3": ("b64af41c3276f97f0e181920400ee056b9c88037", "sha256-Yflpx+mjU8mD5biClNpdmon24EHg4aWBZszbOur5VEA="),
+    "berkeley-testfloat-3": ("e7af9751d9f9fd3b47911f51a5cfd08af256a9ab", "sha256-inQAeYlmuiRtZm37xK9ypBltCJ+ycyvIeIYZK8a+RYU="),
+}
 
 
 def _snapshot_tarball() -> Path | None:
@@ -69,15 +78,33 @@ def nixtool(tmp_path_factory, nixpkgs_tree) -> nix.Nix:
     return nix.Nix(root, tmp_path_factory.mktemp("nix-state"), binds=(REPO, nixpkgs_tree))
 
 
-@pytest.fixture(scope="session")
-def override(nixpkgs_tree) -> list[str]:
-    return ["--override-input", "nixpkgs", f"path:{nixpkgs_tree}", "--no-write-lock-file"]
+# What the stand-in for the user's QEMU tree holds, so that a test can tell it
+# in the evaluated derivation's src.
+FORK_MARKER = "stand-in for github:pannous/qemu/e8145fc93bc33c0896ab137cacb946c8aa339a89\n"
 
 
 @pytest.fixture(scope="session")
-def facts(nixtool, nixpkgs_tree) -> dict:
+def qemu_fork(nixtool) -> Path:
+    """A folder in the flake's qemu-fork input's place: its tree (709 MB) cannot be fetched here."""
+    tree = nixtool.state / "qemu-fork-stand-in"
+    tree.mkdir(exist_ok=True)
+    (tree / "STAND-IN").write_text(FORK_MARKER)
+    return tree
+
+
+@pytest.fixture(scope="session")
+def override(nixpkgs_tree, qemu_fork) -> list[str]:
+    return [
+        "--override-input", "nixpkgs", f"path:{nixpkgs_tree}",
+        "--override-input", "qemu-fork", f"path:{qemu_fork}",
+        "--no-write-lock-file",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def facts(nixtool, nixpkgs_tree, qemu_fork) -> dict:
     """tests/nix/facts.nix for every system, against the real nixpkgs."""
-    expr = f"import {REPO}/tests/nix/facts.nix {{ nixpkgs = {nixpkgs_tree}; repo = {REPO}; }}"
+    expr = f"import {REPO}/tests/nix/facts.nix {{ nixpkgs = {nixpkgs_tree}; repo = {REPO}; qemuFork = {qemu_fork}; }}"
     return json.loads(nixtool.succeed("eval", "--json", "--impure", "--expr", expr, cwd=REPO))
 
 
@@ -93,13 +120,17 @@ def test_every_nix_file_parses(nixtool):
         assert proc.returncode == 0, f"{f}: {proc.stderr}"
 
 
-def test_lock_pins_nixpkgs_by_rev_without_an_invented_hash():
+def test_lock_pins_its_inputs_by_rev_without_an_invented_hash():
     lock = json.loads((REPO / "flake.lock").read_text())
-    locked = lock["nodes"]["nixpkgs"]["locked"]
-    assert locked["type"] == "github" and locked["owner"] == "NixOS" and locked["repo"] == "nixpkgs"
-    assert len(locked["rev"]) == 40
-    assert "narHash" not in locked  # nobody here could compute it (README, "Nix")
-    assert lock["nodes"]["root"]["inputs"] == {"nixpkgs": "nixpkgs"}  # the only input
+    nodes = lock["nodes"]
+    assert nodes["root"]["inputs"] == {"nixpkgs": "nixpkgs", "qemu-fork": "qemu-fork"}
+    nixpkgs, fork = nodes["nixpkgs"]["locked"], nodes["qemu-fork"]["locked"]
+    assert (nixpkgs["type"], nixpkgs["owner"], nixpkgs["repo"]) == ("github", "NixOS", "nixpkgs") and len(nixpkgs["rev"]) == 40
+    # The user's QEMU: pannous/qemu main as MACOS.md records it, a source tree, not a flake.
+    assert (fork["type"], fork["owner"], fork["repo"], fork["rev"]) == ("github", "pannous", "qemu", "e8145fc93bc33c0896ab137cacb946c8aa339a89")
+    assert nodes["qemu-fork"]["flake"] is False
+    for node in (nixpkgs, fork):
+        assert "narHash" not in node  # nobody here could compute it (README, "Nix")
 
 
 def test_flake_shows_every_output_for_every_system(nixtool, override):
@@ -121,21 +152,45 @@ def test_flake_check_evaluates_all_systems(nixtool, override):
     assert proc.stderr.count("derivation evaluated to") >= 30
 
 
-def test_qemu_as_nixpkgs_builds_it(facts):
+def test_qemu_is_nixpkgs_release_on_linux_and_the_users_fork_on_the_mac(facts):
     for system in SYSTEMS:
         q = facts[system]["qemu"]
-        assert q["version"] == "11.0.1" and q["system"] == system and q["available"], system
+        assert q["system"] == system and q["available"], system
         flags = q["configureFlags"]
         assert "--target-list=aarch64-softmmu" in flags
-        assert {"--enable-opengl", "--enable-virglrenderer"} <= set(flags), system
+        assert "--enable-virglrenderer" in flags, system
         assert "--enable-rbd" not in flags  # no ceph: it has no darwin platform at some revisions
         assert q["virglrendererIsOurs"], system  # QEMU links the flake's virglrenderer, not nixpkgs' own
-        assert "sdl2-compat" in q["buildInputs"]
         darwin = system == "aarch64-darwin"
         assert ("--enable-hvf" in flags and "--enable-cocoa" in flags) == darwin
         # GBM and libdrm are Linux-only: on darwin they must not be inputs.
         assert ("mesa-libgbm" in q["buildInputs"]) == (not darwin)
         assert ("libdrm" in q["buildInputs"]) == (not darwin)
+        if not darwin:
+            # nixpkgs' release tarball, by the fetcher's own URL and hash; OpenGL and SDL.
+            assert q["version"] == "11.0.1" and not q["fork"] and q["srcMarker"] is None
+            assert q["srcUrls"] == ["https://download.qemu.org/qemu-11.0.1.tar.xz"]
+            assert q["srcHash"] == "sha256-DSNfWCAnjZFKMVXsJ6+OQljWl+qJKJVXCAfWnAy4zWQ="
+            assert "--enable-opengl" in flags and "sdl2-compat" in q["buildInputs"]
+            assert q["subprojects"] == {} and "subprojects" not in q["prePatch"]
+            continue
+        # The fork: its source is the flake's qemu-fork input (here the stand-in, by its marker).
+        assert q["fork"] and q["srcMarker"] == FORK_MARKER and q["srcUrls"] == []
+        assert q["version"] == "10.2.50-unstable-2026-01-28-pannous"
+        # Venus-only mode: no OpenGL, no SDL; the swapchain's Vulkan loader instead.
+        assert "--enable-opengl" not in flags and "sdl2-compat" not in q["buildInputs"]
+        assert {"vulkan-loader", "vulkan-headers"} <= set(q["buildInputs"])
+        assert {"--disable-download", "--enable-virtfs", "--disable-werror"} <= set(flags)
+        # Entitlement signing as nixpkgs does it: sigtool's codesign, and no strip after it.
+        assert "sigtool" in q["nativeBuildInputs"] and q["dontStrip"]
+        assert "skip-macos-icon.patch" in q["patches"]
+        # The meson subprojects a git tree lacks, as fixed-output fetches built on the Mac.
+        assert set(q["subprojects"]) == set(QEMU_SUBPROJECTS)
+        for name, sub in q["subprojects"].items():
+            rev, hash_ = QEMU_SUBPROJECTS[name]
+            assert sub["hash"] == hash_ and sub["system"] == system, name
+            assert any(f"gitlab.com/api/v4/projects/qemu-project%2F{name}/repository/archive" in u and rev in u for u in sub["urls"]), sub
+            assert f"subprojects/{name}" in q["prePatch"] and f"subprojects/packagefiles/{name}" in q["prePatch"]
 
 
 def test_virglrenderer_is_nixpkgs_release_on_linux_and_the_users_fork_on_the_mac(facts):
@@ -195,7 +250,7 @@ def test_the_guest_is_the_locks_debian_packages_fetched_and_packed_on_the_host(f
         assert "venus-repro unpack" in demos["build"] and "libvulkan1_" in demos["build"]
 
 
-def test_darwin_needs_no_linux_builder(nixtool, override):
+def test_darwin_needs_no_linux_builder(nixtool, override, qemu_fork):
     """Every derivation the Mac's manifest (and the driver) needs is built by aarch64-darwin, or is a builtin fetch."""
     shown = json.loads(nixtool.succeed(
         "derivation", "show", "-r", ".#packages.aarch64-darwin.manifest", ".#packages.aarch64-darwin.venus-repro",
@@ -204,6 +259,68 @@ def test_darwin_needs_no_linux_builder(nixtool, override):
     systems = {drv["system"] for drv in shown.values()}
     assert len(shown) > 500
     assert systems <= {"aarch64-darwin", "builtin"}, sorted(p for p, d in shown.items() if d["system"] not in ("aarch64-darwin", "builtin"))[:10]
+    # In that closure: the fork's QEMU, built from the flake's qemu-fork input (the
+    # stand-in, a source in the store), and the three subproject fetches it copies in.
+    (qemu,) = [d for d in shown.values() if d["env"].get("pname") == "qemu"]
+    assert qemu["env"]["version"] == "10.2.50-unstable-2026-01-28-pannous"
+    src = qemu["env"]["src"]
+    assert src in qemu["inputSrcs"] and Path(nixtool.state / "store" / src.lstrip("/"), "STAND-IN").read_text() == FORK_MARKER
+    fetches = [d for p, d in shown.items() if p in qemu["inputDrvs"] and "__json" in d["env"]]  # fetchurl: structured attrs
+    for name, (rev, hash_) in QEMU_SUBPROJECTS.items():
+        (sub,) = [d for d in fetches if any(rev in u for u in json.loads(d["env"]["__json"]).get("urls", []))]
+        out = sub["outputs"]["out"]
+        assert (out["method"], out["hashAlgo"]) == ("nar", "sha256") and sub["system"] == "aarch64-darwin", name
+        assert "sha256-" + base64.b64encode(bytes.fromhex(out["hash"])).decode() == hash_, name
+
+
+# The source package of the QEMU the Debian profile pins (its lock: qemu-system-arm
+# 10.0.13+ds-0+deb13u1). Its release tarball carries the three subproject trees as
+# `meson subprojects download` left them: an independent copy of what the fork's
+# fixed-output fetches must give.
+DEBIAN_QEMU_SOURCE = ("pool/main/q/qemu/qemu_10.0.13+ds.orig.tar.xz", "6a0888e806c2ffc0c5f0733e974f9aea55491950d3c47c98669c8b236dde59ae")
+# What a wrap's patch_directory (QEMU's subprojects/packagefiles/NAME) put into a tree.
+QEMU_PACKAGEFILES = {"berkeley-softfloat-3": ("meson.build", "meson_options.txt"), "berkeley-testfloat-3": ("meson.build", "meson_options.txt")}
+
+
+def _debian_source(path: str, sha256: str) -> Path:
+    """A Debian source file from this host's mirror, in the cache, checked by its sha256 (published atomically)."""
+    final = profile.cache_dir() / "sources" / Path(path).name
+    if final.is_file() and hashlib.sha256(final.read_bytes()).hexdigest() == sha256:
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    part = final.with_name(final.name + ".part")
+    with urllib.request.urlopen(f"{apt.host_mirror()}/{urllib.parse.quote(path)}", timeout=300) as response:
+        part.write_bytes(response.read())
+    digest = hashlib.sha256(part.read_bytes()).hexdigest()
+    if digest != sha256:
+        part.unlink()
+        pytest.fail(f"{path}: sha256 {digest}, pinned {sha256} (the mirror no longer has this version?)")
+    part.rename(final)
+    return final
+
+
+def test_the_forks_subproject_hashes_match_debians_copy_of_those_trees(nixtool, tmp_path):
+    """The Nix hash of each subproject tree as a git archive gives it equals the hash nix/qemu.nix pins."""
+    tarball = _debian_source(*DEBIAN_QEMU_SOURCE)
+    work = nixtool.state / "subprojects"  # inside what the pinned Nix can see
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    members = [f"qemu-10.0.13/subprojects/{name}" for name in QEMU_SUBPROJECTS]
+    subprocess.run(["tar", "-xJf", str(tarball), "-C", str(work), "--strip-components=2", *members], check=True)
+    for name, (_, pinned) in QEMU_SUBPROJECTS.items():
+        tree = work / name
+        # What meson added, then what `git archive` leaves out (export-ignore).
+        for added in (".meson-subproject-wrap-hash.txt", *QEMU_PACKAGEFILES.get(name, ())):
+            (tree / added).unlink()
+        for attributes in list(tree.rglob(".gitattributes")):
+            for line in attributes.read_text().splitlines():
+                if line.split()[1:] == ["export-ignore"]:
+                    for ignored in attributes.parent.rglob(line.split()[0].removeprefix("**/")):
+                        ignored.unlink()
+        assert nixtool.succeed("hash", "path", str(tree)).strip() == pinned, name
+    facts_text = (REPO / "nix/qemu.nix").read_text()
+    assert all(rev in facts_text and hash_ in facts_text for rev, hash_ in QEMU_SUBPROJECTS.values())
+    shutil.rmtree(work)
 
 
 def test_manifest_for_each_system(facts):
@@ -212,17 +329,20 @@ def test_manifest_for_each_system(facts):
         manifest.validate(m, system)  # the driver's nix profile reads this shape
         assert m["system"] == system and m["page_size"] == 16384
         assert m["vulkaninfo"].endswith("/bin/vulkaninfo")
-        assert m["qemu"].endswith("-qemu-11.0.1/bin/qemu-system-aarch64")
         darwin = system == "aarch64-darwin"
+        qemu = "10.2.50-unstable-2026-01-28-pannous" if darwin else "11.0.1"
+        assert m["qemu"].endswith(f"-qemu-{qemu}/bin/qemu-system-aarch64")
         virgl = "1.2.0-unstable-2026-01-28-pannous" if darwin else "1.3.0"
         assert m["render_server"].endswith(f"-virglrenderer-{virgl}/libexec/virgl_render_server")
         assert m["kernel"].endswith("-venus-repro-debian-guest-16k/vmlinuz")
         assert m["initramfs"].endswith("-venus-repro-debian-guest-16k/initrd.cpio")
-        assert m["versions"] == {"qemu": "11.0.1", "virglrenderer": virgl, "kernel_flavour": "16k", "fd_fallback_patch": not darwin}
+        assert m["versions"] == {"qemu": qemu, "virglrenderer": virgl, "kernel_flavour": "16k", "fd_fallback_patch": not darwin}
         if darwin:
             assert m["accel"] == "hvf" and m["vulkan_icd"].endswith("-MoltenVK-1.4.1/share/vulkan/icd.d/MoltenVK_icd.json")
             assert m["host_demos"] is None and m["ring_wake"] is None and m["egl_vendor"] is None
             assert m["virglrenderer"].endswith("/lib/libvirglrenderer.dylib")
+            # as the user starts their fork (scripts/run-alpine.sh)
+            assert (m["display"], m["hostmem"], m["smp"]) == ("cocoa", "256M", 4)
         else:
             arch = system.split("-")[0]
             assert m["accel"] == "tcg" and m["vulkan_icd"].endswith(f"-mesa-26.1.3/share/vulkan/icd.d/lvp_icd.{arch}.json")
@@ -232,6 +352,7 @@ def test_manifest_for_each_system(facts):
             # TCG: the render server gets the ring-wake shim, built from shims/.
             assert m["ring_wake"].endswith("/lib/vkr_ring_wake.so")
             assert m["virglrenderer"].endswith("/lib/libvirglrenderer.so")
+            assert (m["display"], m["hostmem"], m["smp"]) == ("sdl,gl=on", "1G", 2)
 
 
 def test_unit_check_tests_the_installed_package(facts):

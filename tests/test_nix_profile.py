@@ -19,6 +19,7 @@ import pytest
 
 from conftest import venus_repro
 from venus_repro import sandbox
+from venus_repro.machine import StartCommand
 from venus_repro.provision import manifest
 
 
@@ -69,6 +70,20 @@ def test_a_good_manifest_gives_its_components(tmp_path, tree):
     assert info["host_root"] == tree["root"]
     assert info["kernel"]["page_size"] == 16384 and info["kernel"]["flavour"] == "16k"
     assert info["lock_sha256"] == hashlib.sha256((tmp_path / "manifest.json").read_bytes()).hexdigest()
+    assert info["machine"] == {"accel": "tcg", "display": "sdl,gl=on", "smp": 2, "memory": "2G", "hostmem": "1G"}
+
+
+def test_the_macs_manifest_starts_qemu_as_the_user_does(tmp_path, tree):
+    """nix/manifest.nix on darwin: the fork's cocoa window, hostmem=256M, four CPUs (scripts/run-alpine.sh)."""
+    tree.update(display="cocoa", hostmem="256M", smp=4)
+    code, out, err = provision(tmp_path, tree)
+    assert code == 0, err
+    assert json.loads(out)["machine"] == {"accel": "tcg", "display": "cocoa", "smp": 4, "memory": "2G", "hostmem": "256M"}
+    # and QEMU's command line says so
+    path = tmp_path / "manifest.json"
+    argv = StartCommand(manifest.components(manifest.profile(path)), tmp_path / "run").qemu_argv()
+    assert argv[argv.index("-display") + 1] == "cocoa" and argv[argv.index("-smp") + 1] == "4"
+    assert argv[argv.index("-device") + 1] == "virtio-gpu-gl-pci,venus=on,blob=on,hostmem=256M"
 
 
 @pytest.mark.parametrize(
@@ -78,6 +93,9 @@ def test_a_good_manifest_gives_its_components(tmp_path, tree):
         (lambda d: d.update(format=2), "field 'format' must be 1"),
         (lambda d: d.update(page_size=8192), "field 'page_size' must be 4096, 16384 or 65536"),
         (lambda d: d.update(accel="whpx"), "field 'accel' must be one of hvf, kvm, tcg"),
+        (lambda d: d.update(hostmem="256"), "field 'hostmem' must be a size such as 256M or 1G"),
+        (lambda d: d.update(hostmem="lots"), "field 'hostmem' must be a size such as 256M or 1G"),
+        (lambda d: d.update(smp=0), "field 'smp' must be a number of guest CPUs, 1 to 64"),
         (lambda d: d.update(system="aarch64-darwin"), "the manifest is for aarch64-darwin"),
         (lambda d: d.update(render_server="/nope/virgl_render_server"), "render_server /nope/virgl_render_server does not exist"),
         (lambda d: d.update(initramfs="/nonexistent/initrd.cpio"), "initramfs /nonexistent/initrd.cpio does not exist"),

@@ -11,8 +11,9 @@ Keys (format 1): ``qemu``, ``render_server``, ``vulkan_icd``, ``virglrenderer``,
 ``vulkaninfo`` and ``egl_vendor`` are paths as seen inside ``root`` (default ``/``: store paths
 are self-contained); ``kernel``, ``initramfs``, ``host_demos`` (or null) and
 ``ring_wake`` (or null) are host paths. ``page_size``, ``accel`` (hvf, kvm or
-tcg), ``system`` and ``versions`` describe them; ``smp`` (optional, default 2)
-is the guest's CPU count.
+tcg), ``system`` and ``versions`` describe them. Optional: ``smp`` (default 2)
+is the guest's CPU count, ``hostmem`` (default 1G) the size of virtio-gpu's
+host-visible region, ``display`` (default ``sdl,gl=on``) QEMU's -display.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import re
 from pathlib import Path
 
 from ..errors import UsageError
@@ -58,6 +60,8 @@ def validate(doc, where: str) -> None:
         raise UsageError(f"{where}: field 'display' must be a QEMU -display value")
     if doc.get("smp") is not None and not (isinstance(doc["smp"], int) and not isinstance(doc["smp"], bool) and 1 <= doc["smp"] <= 64):
         raise UsageError(f"{where}: field 'smp' must be a number of guest CPUs, 1 to 64")
+    if doc.get("hostmem") is not None and not (isinstance(doc["hostmem"], str) and re.fullmatch(r"[1-9][0-9]*[KMG]", doc["hostmem"])):
+        raise UsageError(f"{where}: field 'hostmem' must be a size such as 256M or 1G")
     if doc.get("accel") not in _ACCELS:
         raise UsageError(f"{where}: field 'accel' must be one of {', '.join(_ACCELS)}")
 
@@ -111,7 +115,7 @@ def profile(manifest: Path | None) -> Profile:
         default_kernel=flavour,
         guest_modules=(),
         # pauth-impdef is a TCG speed-up; with HVF/KVM the CPU is the host's.
-        qemu=QemuOptions(machine="virt", cpu="max,pauth-impdef=on" if tcg else "host", smp=doc.get("smp") or 2, memory="2G", hostmem="1G"),
+        qemu=QemuOptions(machine="virt", cpu="max,pauth-impdef=on" if tcg else "host", smp=doc.get("smp") or 2, memory="2G", hostmem=doc.get("hostmem") or "1G"),
         manifest=Path(manifest).resolve(),
     )
 

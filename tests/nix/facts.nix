@@ -1,10 +1,13 @@
 # What real nixpkgs makes of the flake's expressions, in one evaluation, for
 # tests/test_nix.py: the derivation attributes a build would use (configure and
 # meson flags, inputs, sources, patches, platforms, the kernel's merged config)
-# for every system. `nixpkgs` is a nixpkgs source tree (the snapshot in CI).
+# for every system. `nixpkgs` is a nixpkgs source tree (the snapshot in CI);
+# `qemuFork` stands in for the flake's qemu-fork input (the user's QEMU tree,
+# which cannot be fetched here): the tests give a folder with a marker file.
 {
   nixpkgs,
   repo,
+  qemuFork,
 }:
 let
   lib = import (nixpkgs + "/lib");
@@ -28,7 +31,7 @@ let
   facts =
     system:
     let
-      vr = import (repo + "/nix") { inherit nixpkgs system; };
+      vr = import (repo + "/nix") { inherit nixpkgs system qemuFork; };
       p = vr.packages;
       q = p.qemu;
       v = p.virglrenderer;
@@ -43,6 +46,27 @@ let
         # The virglrenderer QEMU links is the flake's, not nixpkgs' own.
         virglrendererIsOurs = builtins.any (d: d != null && d ? outPath && d.outPath == v.outPath) q.buildInputs;
         available = lib.meta.availableOn q.stdenv.hostPlatform q;
+        # Where the source comes from: a fetcher's URLs and hash (nixpkgs' release), or
+        # the marker file the tests put in the stand-in for the fork's tree.
+        srcUrls = q.src.urls or [ ];
+        srcHash = q.src.outputHash or null;
+        # (A fetched src is not read: that would build it.)
+        srcMarker =
+          if !lib.isDerivation q.src && builtins.pathExists "${q.src}/STAND-IN" then
+            builtins.readFile "${q.src}/STAND-IN"
+          else
+            null;
+        fork = q.fork or false;
+        # The meson subprojects a git tree is given: each fetcher's URLs and hash.
+        subprojects = lib.mapAttrs (_: f: {
+          urls = f.urls or [ (f.url or "") ];
+          hash = f.outputHash;
+          inherit (f) system;
+        }) (q.gitSubprojects or { });
+        prePatch = q.prePatch or "";
+        patches = map (x: baseNameOf (toString x)) q.patches;
+        nativeBuildInputs = names q.nativeBuildInputs;
+        dontStrip = q.dontStrip or false;
       };
       virglrenderer = {
         inherit (v) version system;
