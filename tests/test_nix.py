@@ -251,16 +251,19 @@ def test_the_guest_is_the_locks_debian_packages_fetched_and_packed_on_the_host(f
 
 
 def test_darwin_needs_no_linux_builder(nixtool, override, qemu_fork):
-    """Every derivation the Mac's manifest (and the driver) needs is built by aarch64-darwin, or is a builtin fetch."""
-    shown = json.loads(nixtool.succeed(
-        "derivation", "show", "-r", ".#packages.aarch64-darwin.manifest", ".#packages.aarch64-darwin.venus-repro",
-        *override, cwd=REPO, timeout=1800,
-    ))  # fmt: skip
+    """Every derivation `nix run .#alpine-venus` needs on a Mac is built by aarch64-darwin, or is a builtin fetch."""
+    # The app's program is a store path; the derivations it comes from are its string context.
+    context = "p: builtins.attrNames (builtins.getContext p)"
+    drvs = json.loads(nixtool.succeed("eval", "--json", *override, ".#apps.aarch64-darwin.alpine-venus.program", "--apply", context, cwd=REPO))
+    assert len(drvs) == 1 and drvs[0].endswith("-venus-repro-alpine-venus.drv"), drvs
+    shown = json.loads(nixtool.succeed("derivation", "show", "-r", drvs[0], *override, cwd=REPO, timeout=1800))
     systems = {drv["system"] for drv in shown.values()}
     assert len(shown) > 500
     assert systems <= {"aarch64-darwin", "builtin"}, sorted(p for p, d in shown.items() if d["system"] not in ("aarch64-darwin", "builtin"))[:10]
     # In that closure: the fork's QEMU, built from the flake's qemu-fork input (the
     # stand-in, a source in the store), and the three subproject fetches it copies in.
+    names = {d["env"].get("name") for d in shown.values()}
+    assert {"venus-repro-debian-guest-16k", "virglrenderer-1.2.0-unstable-2026-01-28-pannous"} <= names
     (qemu,) = [d for d in shown.values() if d["env"].get("pname") == "qemu"]
     assert qemu["env"]["version"] == "10.2.50-unstable-2026-01-28-pannous"
     src = qemu["env"]["src"]
