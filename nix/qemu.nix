@@ -107,18 +107,25 @@ in
 )).overrideAttrs
   (
     old:
-    lib.optionalAttrs fromGit {
+    {
+      configureFlags =
+        old.configureFlags
+        # As the user configures the fork (scripts/rebuild-qemu.sh): 9p shares,
+        # and no -Werror on a development tree. --disable-download makes a
+        # subproject this file forgot a configure error, never a fetch.
+        ++ lib.optionals fromGit [
+          "--disable-download"
+          "--enable-virtfs"
+          "--disable-werror"
+        ]
+        # OpenGL is `auto` unless said: an epoxy that some input brings along must
+        # not turn the fork's Venus-only branch of hw/display/meson.build off.
+        ++ lib.optional (!withOpenGL) "--disable-opengl";
+    }
+    // lib.optionalAttrs fromGit {
       src = qemuSrc;
       version = qemuVersion;
       prePatch = (old.prePatch or "") + addSubprojects;
-      # As the user configures the fork (scripts/rebuild-qemu.sh): 9p shares,
-      # and no -Werror on a development tree. --disable-download makes a
-      # subproject this file forgot a configure error, never a fetch.
-      configureFlags = old.configureFlags ++ [
-        "--disable-download"
-        "--enable-virtfs"
-        "--disable-werror"
-      ];
       passthru = (old.passthru or { }) // {
         fork = true;
         inherit gitSubprojects;

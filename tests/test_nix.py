@@ -171,14 +171,14 @@ def test_qemu_is_nixpkgs_release_on_linux_and_the_users_fork_on_the_mac(facts):
             assert q["version"] == "11.0.1" and not q["fork"] and q["srcMarker"] is None
             assert q["srcUrls"] == ["https://download.qemu.org/qemu-11.0.1.tar.xz"]
             assert q["srcHash"] == "sha256-DSNfWCAnjZFKMVXsJ6+OQljWl+qJKJVXCAfWnAy4zWQ="
-            assert "--enable-opengl" in flags and "sdl2-compat" in q["buildInputs"]
+            assert "--enable-opengl" in flags and "--disable-opengl" not in flags and "sdl2-compat" in q["buildInputs"]
             assert q["subprojects"] == {} and "subprojects" not in q["prePatch"]
             continue
         # The fork: its source is the flake's qemu-fork input (here the stand-in, by its marker).
         assert q["fork"] and q["srcMarker"] == FORK_MARKER and q["srcUrls"] == []
         assert q["version"] == "10.2.50-unstable-2026-01-28-pannous"
         # Venus-only mode: no OpenGL, no SDL; the swapchain's Vulkan loader instead.
-        assert "--enable-opengl" not in flags and "sdl2-compat" not in q["buildInputs"]
+        assert "--enable-opengl" not in flags and "--disable-opengl" in flags and "sdl2-compat" not in q["buildInputs"]
         assert {"vulkan-loader", "vulkan-headers"} <= set(q["buildInputs"])
         assert {"--disable-download", "--enable-virtfs", "--disable-werror"} <= set(flags)
         # Entitlement signing as nixpkgs does it: sigtool's codesign, and no strip after it.
