@@ -35,7 +35,9 @@
   # these three are all a build from git needs. The hashes are the Nix hashes of
   # the GitLab archives, as published in several public Nix expressions, and
   # checked here against an independent copy: Debian's QEMU 10.0.13 source
-  # carries the same three trees (tests/test_nix.py).
+  # carries the same three trees. tests/test_nix.py also runs this file's
+  # prePatch on that source stripped to what git holds: configure refuses it
+  # offline before ("missing subprojects") and runs all three after.
   gitSubprojects ? {
     keycodemapdb = fetchFromGitLab {
       owner = "qemu-project";

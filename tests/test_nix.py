@@ -19,6 +19,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import urllib.parse
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from venus_repro import nix, profile
+from venus_repro import nix, profile, sandbox
 from venus_repro.provision import Provisioner, apt, manifest
 
 pytestmark = pytest.mark.nix
@@ -302,16 +303,25 @@ def _debian_source(path: str, sha256: str) -> Path:
     return final
 
 
-def test_the_forks_subproject_hashes_match_debians_copy_of_those_trees(nixtool, tmp_path):
-    """The Nix hash of each subproject tree as a git archive gives it equals the hash nix/qemu.nix pins."""
+@pytest.fixture(scope="session")
+def debian_qemu_source(nixtool) -> Path:
+    """Debian's QEMU 10.0.13 source, unpacked where the pinned Nix (and a tool root) can see it."""
     tarball = _debian_source(*DEBIAN_QEMU_SOURCE)
-    work = nixtool.state / "subprojects"  # inside what the pinned Nix can see
+    work = nixtool.state / "debian-qemu"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
-    members = [f"qemu-10.0.13/subprojects/{name}" for name in QEMU_SUBPROJECTS]
-    subprocess.run(["tar", "-xJf", str(tarball), "-C", str(work), "--strip-components=2", *members], check=True)
-    for name, (_, pinned) in QEMU_SUBPROJECTS.items():
-        tree = work / name
+    subprocess.run(["tar", "-xJf", str(tarball), "-C", str(work), "--strip-components=1"], check=True)
+    return work
+
+
+@pytest.fixture(scope="session")
+def subproject_trees(nixtool, debian_qemu_source) -> dict[str, tuple[Path, str]]:
+    """Each subproject of Debian's copy as a git archive of its revision gives it, with its Nix hash."""
+    trees = {}
+    for name in QEMU_SUBPROJECTS:
+        tree = nixtool.state / "subprojects" / name
+        shutil.rmtree(tree, ignore_errors=True)
+        shutil.copytree(debian_qemu_source / "subprojects" / name, tree, symlinks=True)
         # What meson added, then what `git archive` leaves out (export-ignore).
         for added in (".meson-subproject-wrap-hash.txt", *QEMU_PACKAGEFILES.get(name, ())):
             (tree / added).unlink()
@@ -320,10 +330,75 @@ def test_the_forks_subproject_hashes_match_debians_copy_of_those_trees(nixtool, 
                 if line.split()[1:] == ["export-ignore"]:
                     for ignored in attributes.parent.rglob(line.split()[0].removeprefix("**/")):
                         ignored.unlink()
-        assert nixtool.succeed("hash", "path", str(tree)).strip() == pinned, name
-    facts_text = (REPO / "nix/qemu.nix").read_text()
-    assert all(rev in facts_text and hash_ in facts_text for rev, hash_ in QEMU_SUBPROJECTS.values())
-    shutil.rmtree(work)
+        trees[name] = (tree, nixtool.succeed("hash", "path", str(tree)).strip())
+    return trees
+
+
+def test_the_forks_subproject_hashes_match_debians_copy_of_those_trees(subproject_trees):
+    """The Nix hash of each subproject tree as a git archive gives it equals the hash nix/qemu.nix pins.
+
+    (The facts test checks that the evaluated fetches carry QEMU_SUBPROJECTS' hashes.)
+    """
+    assert {name: h for name, (_, h) in subproject_trees.items()} == {name: h for name, (_, h) in QEMU_SUBPROJECTS.items()}
+
+
+def test_the_recipe_makes_a_qemu_tree_from_git_configure_offline(facts, nixtool, debian_qemu_source, subproject_trees):
+    """nix/qemu.nix's prePatch, as evaluated for darwin, run on a QEMU tree without its subprojects.
+
+    A tree from git (or GitHub's archive, as the flake input fetches it) lacks what
+    `meson subprojects download` adds to a release; QEMU's configure then refuses
+    to run offline. After the recipe - with the very trees the pinned fetches give
+    (same Nix hashes) - it configures with the fork's flags (Linux's share of them),
+    runs the three subprojects and leaves OpenGL out. QEMU 10.0.13 (the Debian
+    profile's), not the fork, whose tree cannot be fetched here.
+    """
+    for name, (_, h) in subproject_trees.items():
+        assert h == QEMU_SUBPROJECTS[name][1], name  # the trees stand for the fetches' outputs
+    root = Provisioner(profile.load("debian-trixie")).tool_root("qemu-configure")
+    tree = nixtool.state / "qemu-from-git"
+    shutil.rmtree(tree, ignore_errors=True)
+    shutil.copytree(debian_qemu_source, tree, symlinks=True)
+    # As in QEMU's git: no downloaded subprojects, and the wraps' packagefiles present.
+    for name in (*QEMU_SUBPROJECTS, "libvfio-user", "dtc"):
+        shutil.rmtree(tree / "subprojects" / name, ignore_errors=True)
+    for name, files in QEMU_PACKAGEFILES.items():
+        (tree / "subprojects/packagefiles" / name).mkdir(parents=True, exist_ok=True)
+        for f in files:
+            shutil.copy(debian_qemu_source / "subprojects" / name / f, tree / "subprojects/packagefiles" / name / f)
+    # Debian's "+ds" source drops the firmware blobs that pc-bios/meson.build names:
+    # empty stand-ins (nothing here installs them).
+    for blob in re.findall(r"'([\w.+-]+\.(?:fd|bin|rom|img|dtb|elf|lid))'", (tree / "pc-bios/meson.build").read_text()):
+        path = tree / "pc-bios" / (blob + ".bz2" if blob.endswith(".fd") else blob)
+        if not path.exists():
+            path.write_bytes(b"")
+    q = facts["aarch64-darwin"]["qemu"]
+    darwin_only = ("--enable-cocoa", "--enable-hvf")
+    # nixpkgs' inputs for these are not in the tool root; they are not what is tested.
+    not_here = ("--enable-gnutls", "--enable-smartcard", "--enable-spice", "--enable-usb-redir",
+                "--enable-libiscsi", "--enable-capstone", "--enable-tpm")  # fmt: skip
+    flags = [f for f in q["configureFlags"] if f not in darwin_only + not_here] + ["--disable-install-blobs"]
+    assert {"--disable-download", "--disable-opengl", "--enable-virglrenderer", "--enable-virtfs"} <= set(flags)
+
+    def configure(name: str) -> subprocess.CompletedProcess:
+        # The root has gcc but no cc (that link is update-alternatives' job): one on PATH.
+        script = (f"mkdir -p {tree}/.bin && ln -sf /usr/bin/gcc {tree}/.bin/cc && export PATH={tree}/.bin:$PATH && "
+                  f"cd {tree} && rm -rf {name} && mkdir {name} && cd {name} && ../configure {' '.join(flags)} 2>&1")  # fmt: skip
+        return sandbox.run(root, ["/bin/sh", "-c", script], binds=(tree,), timeout=900)
+
+    before = configure("build-without")
+    assert before.returncode != 0 and "ERROR: missing subprojects" in before.stdout, before.stdout[-2000:]
+    prepatch = q["prePatch"]
+    for name, (path, _) in subproject_trees.items():
+        (store,) = set(re.findall(rf"cp -r (/nix/store/[a-z0-9]+-source) subprojects/{name}\n", prepatch))
+        prepatch = prepatch.replace(store, str(path))
+    patched = sandbox.run(root, ["/bin/sh", "-ec", f"cd {tree} && {prepatch}"], binds=(tree, nixtool.state / "subprojects"), timeout=300)
+    assert patched.returncode == 0, patched.stderr
+    after = configure("build")
+    assert after.returncode == 0, after.stdout[-3000:]
+    for name in QEMU_SUBPROJECTS:
+        assert f"Executing subproject {name}" in after.stdout, name
+    assert re.search(r"OpenGL support \(epoxy\)\s+: NO", after.stdout) and re.search(r"virglrenderer\s+: enabled", after.stdout)
+    shutil.rmtree(tree)
 
 
 def test_manifest_for_each_system(facts):
