@@ -43,3 +43,54 @@ def test_diff_reports_changed_added_removed():
     old = {"host": {"packages": [pin("a", "1"), pin("b", "1")]}}
     new = {"host": {"packages": [pin("a", "2"), pin("c", "1")]}}
     assert lock.diff(old, new) == [("host", "a", "1", "2"), ("host", "b", "1", "-"), ("host", "c", "-", "1")]
+
+
+def _scenario_with_lock(tmp_path, prof):
+    """The built-in validation scenario and its lock, copied where a test may change them."""
+    data = prof.lock_path.parent.parent / "scenarios"
+    for name in ("validation.yaml", "validation.lock.json"):
+        (tmp_path / name).write_text((data / name).read_text())
+    return tmp_path / "validation.yaml", ("vulkan-validationlayers",)
+
+
+def _with_lock(tmp_path, prof, change):
+    doc = json.loads(prof.lock_path.read_text())
+    change(doc)
+    path = tmp_path / "base.lock.json"
+    path.write_text(json.dumps(doc))
+    return lock.Lock(path, doc)
+
+
+def test_a_scenario_lock_outlives_changes_to_other_sets_but_not_to_the_guest_set(tmp_path):
+    """A host tool added to the lock leaves scenario locks valid; a new guest pin makes them stale."""
+    prof = profile.load("debian-trixie")
+    scenario, packages = _scenario_with_lock(tmp_path, prof)
+    requested = json.loads((tmp_path / "validation.lock.json").read_text())["requested"]
+    assert tuple(requested) == packages
+    pins = lock.extra_guest_pins(prof, lock.Lock.load(prof), packages, scenario)
+    assert "vulkan-validationlayers" in {p.name for p in pins}
+
+    def add_tool(doc):
+        doc["sets"]["tool-something-amd64"] = {"packages": [], "requested": ["something"]}
+
+    assert lock.extra_guest_pins(prof, _with_lock(tmp_path, prof, add_tool), packages, scenario) == pins
+
+    def bump_guest(doc):
+        doc["sets"]["guest-arm64"]["packages"][0]["version"] += "+1"
+
+    with pytest.raises(PinError, match=r"made for other debian-trixie guest pins; run `venus-repro lock --refresh --scenario"):
+        lock.extra_guest_pins(prof, _with_lock(tmp_path, prof, bump_guest), packages, scenario)
+
+
+def test_a_scenario_lock_from_before_the_guest_key_is_checked_against_the_whole_lock(tmp_path):
+    prof = profile.load("debian-trixie")
+    scenario, packages = _scenario_with_lock(tmp_path, prof)
+    doc = json.loads((tmp_path / "validation.lock.json").read_text())
+    del doc["base_guest_sha256"]
+    doc["base_lock_sha256"] = "0" * 64
+    (tmp_path / "validation.lock.json").write_text(json.dumps(doc))
+    with pytest.raises(PinError, match="made for other debian-trixie guest pins"):
+        lock.extra_guest_pins(prof, lock.Lock.load(prof), packages, scenario)
+    doc["base_lock_sha256"] = lock.Lock.load(prof).digest()
+    (tmp_path / "validation.lock.json").write_text(json.dumps(doc))
+    assert lock.extra_guest_pins(prof, lock.Lock.load(prof), packages, scenario)

@@ -159,6 +159,14 @@ def _scenario_hint(scenario_path: Path) -> str:
     return f"run `venus-repro lock --refresh --scenario {scenario_path}`"
 
 
+def _guest_base(profile: Profile, base: Lock) -> str:
+    """What a scenario's extra guest pins depend on: the profile's guest set, not the whole lock.
+
+    (A host tool added to the lock leaves every scenario lock valid.)
+    """
+    return set_digest(base.pins(f"guest-{profile.guest_arch}"))
+
+
 def refresh_extra(profile: Profile, base: Lock, packages: tuple[str, ...], scenario_path: Path, apt_root: Path):
     """Pin ``packages`` (and what they need beyond the profile's guest set) beside the scenario."""
     arch = profile.guest_arch
@@ -176,7 +184,7 @@ def refresh_extra(profile: Profile, base: Lock, packages: tuple[str, ...], scena
     doc = {
         "format": FORMAT,
         "profile": profile.name,
-        "base_lock_sha256": base.digest(),
+        "base_guest_sha256": _guest_base(profile, base),
         "arch": arch,
         "requested": list(packages),
         "packages": [p.as_dict() for p in pins],
@@ -198,6 +206,11 @@ def extra_guest_pins(profile: Profile, base: Lock, packages: tuple[str, ...], sc
     doc = _read_lock(path, missing, _scenario_hint(scenario_path))
     if doc.get("requested") != list(packages) or doc.get("arch") != profile.guest_arch:
         raise PinError(f"{path} pins other guest packages than the scenario asks for; {_scenario_hint(scenario_path)}")
-    if doc.get("base_lock_sha256") != base.digest():
-        raise PinError(f"{path} was made for another version of the {profile.name} lock; {_scenario_hint(scenario_path)}")
+    # Locks made before base_guest_sha256 name the whole base lock's sha256.
+    if "base_guest_sha256" in doc:
+        current = doc["base_guest_sha256"] == _guest_base(profile, base)
+    else:
+        current = doc.get("base_lock_sha256") == base.digest()
+    if not current:
+        raise PinError(f"{path} was made for other {profile.name} guest pins; {_scenario_hint(scenario_path)}")
     return [Pin(**p) for p in doc["packages"]]
