@@ -30,7 +30,8 @@
   withOpenGL ? qemuSrc == null,
   # What a git tree lacks and a release tarball carries: the meson subprojects
   # QEMU calls subproject() on, at the revisions of its subprojects/*.wrap
-  # (unchanged from v10.0 to v11.0). dtc and slirp come from nixpkgs as system
+  # (the same in QEMU 10.0.13 and in the later upstream wraps read through the
+  # code index, so in the fork's 10.2.50 too). dtc and slirp come from nixpkgs as system
   # libraries, and libvfio-user is for the vfio-user server, which is off; so
   # these three are all a build from git needs. The hashes are the Nix hashes of
   # the GitLab archives, as published in several public Nix expressions, and
