@@ -269,9 +269,10 @@ def test_darwin_needs_no_linux_builder(nixtool, override, qemu_fork):
     assert qemu["env"]["version"] == "10.2.50-unstable-2026-01-28-pannous"
     src = qemu["env"]["src"]
     assert src in qemu["inputSrcs"] and Path(nixtool.state / "store" / src.lstrip("/"), "STAND-IN").read_text() == FORK_MARKER
-    fetches = [d for p, d in shown.items() if p in qemu["inputDrvs"] and "__json" in d["env"]]  # fetchurl: structured attrs
+    # fetchurl's derivations have structured attrs: their URLs are in __json
+    fetches = [(json.loads(d["env"]["__json"]).get("urls", []), d) for p, d in shown.items() if p in qemu["inputDrvs"] and "__json" in d["env"]]
     for name, (rev, hash_) in QEMU_SUBPROJECTS.items():
-        (sub,) = [d for d in fetches if any(rev in u for u in json.loads(d["env"]["__json"]).get("urls", []))]
+        (sub,) = [d for urls, d in fetches if any(rev in u for u in urls)]
         out = sub["outputs"]["out"]
         assert (out["method"], out["hashAlgo"]) == ("nar", "sha256") and sub["system"] == "aarch64-darwin", name
         assert "sha256-" + base64.b64encode(bytes.fromhex(out["hash"])).decode() == hash_, name

@@ -17,6 +17,8 @@ let
     "x86_64-linux"
   ];
   nameOf = d: if d ? pname then d.pname else (builtins.parseDrvName d.name).name;
+  # Where a fetcher downloads from ([] for a source that is no fetch).
+  urlsOf = f: f.urls or (lib.optional (f ? url) f.url);
   names = ds: map nameOf (builtins.filter (d: d != null && d ? name) ds);
   kernelOptions = [
     "ARM64_4K_PAGES"
@@ -48,7 +50,7 @@ let
         available = lib.meta.availableOn q.stdenv.hostPlatform q;
         # Where the source comes from: a fetcher's URLs and hash (nixpkgs' release), or
         # the marker file the tests put in the stand-in for the fork's tree.
-        srcUrls = q.src.urls or [ ];
+        srcUrls = urlsOf q.src;
         srcHash = q.src.outputHash or null;
         # (A fetched src is not read: that would build it.)
         srcMarker =
@@ -59,7 +61,7 @@ let
         fork = q.fork or false;
         # The meson subprojects a git tree is given: each fetcher's URLs and hash.
         subprojects = lib.mapAttrs (_: f: {
-          urls = f.urls or [ (f.url or "") ];
+          urls = urlsOf f;
           hash = f.outputHash;
           inherit (f) system;
         }) (q.gitSubprojects or { });
@@ -74,7 +76,7 @@ let
         patches = map (x: baseNameOf (toString x)) v.patches;
         src = v.src.name or (baseNameOf (toString v.src));
         # Where the source comes from, as the fetcher derivation says (not our text).
-        srcUrls = v.src.urls or [ (v.src.url or "") ];
+        srcUrls = urlsOf v.src;
         srcHash = v.src.outputHash or null;
         fork = v.passthru.fork or false;
         buildInputs = names v.buildInputs;
