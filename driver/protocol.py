@@ -125,10 +125,43 @@ def write_exchange(path: Path, steps: list[Step | Sync], files: dict[str, bytes]
 
 @dataclasses.dataclass
 class Exchange:
-    """What the guest wrote back: the files it may send, and what was refused (untrusted input)."""
+    """What the guest wrote back: the files it may send, and what was refused (untrusted input).
+
+    From the console, for when ``files`` is cut short or never came back:
+    ``announced``, the facts the guest said at boot (see announced_facts), and
+    ``started``, the steps it began.
+    """
 
     files: dict[str, bytes]
     rejected: list[str]
+    announced: dict[str, str] = dataclasses.field(default_factory=dict)
+    started: set[str] = dataclasses.field(default_factory=set)
+
+    def facts(self) -> dict[str, str]:
+        """The guest's facts: its facts file, over what it announced at boot."""
+        return {**self.announced, **parse_facts(self.files.get("facts", b"").decode(errors="replace"))}
+
+
+# The console's "facts" marker fields, under the names of the facts file.
+_ANNOUNCED = {"kernel": "kernel_release", "page_size_kb": "page_size_kb"}
+
+
+def announced_facts(markers: list[tuple[float, str, dict[str, str]]]) -> dict[str, str]:
+    """The facts of the guest's first "facts" marker (init.sh says it before any step runs).
+
+    So a guest that hangs or dies after boot, and never writes its exchange
+    back, still says which kernel it booted and with what page size: the check
+    this project exists for does not depend on the rest of the run.
+    """
+    for _, event, fields in markers:
+        if event == "facts":
+            return {name: fields[key] for key, name in _ANNOUNCED.items() if key in fields}
+    return {}
+
+
+def started_steps(markers: list[tuple[float, str, dict[str, str]]]) -> set[str]:
+    """The steps the guest began ("step-start" markers)."""
+    return {fields["name"] for _, event, fields in markers if event == "step-start" and "name" in fields}
 
 
 def safe_member_name(name: str) -> str | None:

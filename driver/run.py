@@ -244,6 +244,8 @@ def boot_and_collect(
                 failure += "; QEMU said: " + " | ".join(tail[-3:])
         timings["vm_s"] = round(machine.elapsed(), 2)
         out = protocol.read_exchange(exchange) or protocol.Exchange({}, [])
+        out.announced = protocol.announced_facts(machine.markers)
+        out.started = protocol.started_steps(machine.markers)
     finally:
         exchange.unlink(missing_ok=True)
     guest_dir = out_dir / "guest"
@@ -283,10 +285,11 @@ def boot_and_run(start: StartCommand, sc: Scenario, boot_timeout: float, run_dir
     out = exchange.files
     if exchange.rejected and failure is None:
         failure = f"the guest sent back {len(exchange.rejected)} entr{'y' if len(exchange.rejected) == 1 else 'ies'} that were refused (guest-rejected.log): {exchange.rejected[0]}"
-    facts = protocol.parse_facts(out.get("facts", b"").decode(errors="replace"))
+    facts = exchange.facts()
     runs: dict = {}
     for demo in demo_list:
         run = guest_demo_run(out, demo.name)
+        run.started = demo.name in exchange.started
         if sc.validation:
             run.result.update(verdict.validation_report(out.get(f"{demo.name}.out", b"") + out.get(f"{demo.name}.err", b"")))
         _save_frame(run, out.get(f"{demo.name}/{demo.binary}.rgba"), run_dir / f"{demo.name}-guest.png")
@@ -302,6 +305,7 @@ def boot_and_run(start: StartCommand, sc: Scenario, boot_timeout: float, run_dir
             out.get(f"{prog.name}.out", b"").decode(errors="replace"),
             out.get(f"{prog.name}.err", b"").decode(errors="replace"),
             outputs,
+            started=prog.name in exchange.started,
         )
     return facts, runs, failure
 

@@ -39,6 +39,7 @@ class DemoRun:
     output: DemoOutput
     duration_s: float | None = None
     frame_png: str | None = None
+    started: bool = False  # the guest said it began this step (its console), whatever came back
 
     @property
     def result(self) -> dict:
@@ -83,8 +84,15 @@ class DemoRun:
         if self.outcome == "crash":
             return f"exited with status {self.exit_status} and no result line"
         if self.outcome == "missing":
-            return "did not run (the guest never reached it)"
+            return not_finished(self.started)
         return ""
+
+
+def not_finished(started: bool) -> str:
+    """Why a step has no exit status."""
+    if started:
+        return "began but never finished (the guest stopped during it; console.log shows how far it got)"
+    return "did not run (the guest never reached it)"
 
 
 def page_size_check(guest_page_size: int | None, required: int, kernel_desc: str) -> Check:
@@ -166,6 +174,7 @@ class ProgramRun:
     stdout: str
     stderr: str
     outputs: dict[str, str | None] = dataclasses.field(default_factory=dict)  # guest path → run-directory copy (None: not written)
+    started: bool = False  # as DemoRun.started
 
     def as_dict(self) -> dict:
         return {"name": self.name, "exit_status": self.exit_status, "outputs": dict(self.outputs),
@@ -235,7 +244,7 @@ def validation_checks(name: str, report: dict, must_load: bool = True) -> list[C
 def program_checks(run: ProgramRun, step) -> list[Check]:
     n = run.name
     if run.exit_status is None:
-        return [Check(f"{n}: ran", False, "did not run (the guest never reached it)")]
+        return [Check(f"{n}: ran", False, not_finished(run.started))]
     checks = []
     if step.exit is not None:
         checks.append(Check(f"{n}: exit status", run.exit_status == step.exit, f"{run.exit_status} (expected {step.exit})"))
@@ -302,7 +311,8 @@ def assemble(
     host reference, so no frame is compared).
     """
     page_kb = facts.get("page_size_kb", "")
-    page = int(page_kb) * 1024 if page_kb.isdigit() else None
+    # Guest text: ASCII digits only ("²".isdigit() holds, and int() refuses it).
+    page = int(page_kb) * 1024 if re.fullmatch(r"[0-9]{1,9}", page_kb) else None
     out: dict = {
         "guest": {
             "page_size": page,

@@ -327,6 +327,22 @@ def test_too_much_guest_output_is_said_not_misread(provisioned, tmp_path, no_lef
     assert proc.returncode == 1
     assert "do not fit the exchange disk" in result["failure"] and "did not boot" not in result["failure"]
     assert [f["id"] for f in result["findings"]] == ["guest-results-too-large"]
+    # Nothing came back, but the guest said at boot which kernel it runs.
+    assert result["guest"]["page_size"] == 16384 and result["guest"]["kernel_release"].endswith("-arm64-16k")
+
+
+@pytest.mark.vm
+def test_a_guest_that_dies_mid_run_still_says_which_kernel_it_booted(provisioned, tmp_path, no_leftovers):
+    """No exchange comes back from a guest that powers off in a step: the verdict keeps its page size."""
+    scenario = _scenario_with_script(tmp_path, "echo dying; poweroff -f\n", "dies")
+    proc, result = _run_json(str(scenario), "--run-dir", str(tmp_path / "run"), "--kernel-flavour", "4k")
+    assert proc.returncode == 1 and result["verdict"] == "fail"
+    assert result["guest"]["page_size"] == 4096 and not result["guest"]["kernel_release"].endswith("-16k"), result["guest"]
+    failed = {c["name"]: c["detail"] for c in result["checks"] if not c["ok"]}
+    assert "4K pages but the profile requires 16K" in failed["guest page size"]
+    assert "the guest ran to completion" in failed, failed
+    assert failed["script: ran"].startswith("began but never finished"), failed
+    assert "wrong-kernel" in [f["id"] for f in result["findings"]]
 
 
 def _start(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, Path]:

@@ -57,6 +57,23 @@ def test_exchange_disk_round_trip(tmp_path):
     assert out.files["test_tri.status"] == b"0\n" and out.rejected == []
 
 
+def test_facts_announced_at_boot_fill_what_the_exchange_lacks():
+    console = [
+        "@@VENUS-REPRO init uptime=1.2",
+        '@@VENUS-REPRO facts kernel=6.12.117+deb13-arm64 page_size_kb=4 extra="not a fact"',
+        "@@VENUS-REPRO facts kernel=later page_size_kb=64",
+    ]
+    markers = [(0.0, *protocol.parse_marker(line)) for line in console]
+    announced = protocol.announced_facts(markers)
+    assert announced == {"kernel_release": "6.12.117+deb13-arm64", "page_size_kb": "4"}
+    # A guest that never wrote its exchange back: the console's word stands.
+    assert protocol.Exchange({}, [], announced).facts() == announced
+    # One that did: its facts file wins, the console fills only what it lacks.
+    written = protocol.Exchange({"facts": b"page_size_kb=16\nmachine=aarch64\n"}, [], announced)
+    assert written.facts() == {"kernel_release": "6.12.117+deb13-arm64", "page_size_kb": "16", "machine": "aarch64"}
+    assert protocol.announced_facts([]) == {}
+
+
 def test_step_rejects_unsplittable_arguments():
     import pytest
 

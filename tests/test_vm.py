@@ -96,10 +96,10 @@ def test_copyback_variant(provisioned, tmp_path, no_leftovers):
 
 def test_4k_kernel_fails_the_verdict(provisioned, tmp_path, no_leftovers):
     code, result = run_json(tmp_path, "--kernel-flavour", "4k")
-    assert code == 1 and result["verdict"] == "fail"
-    assert result["guest"]["page_size"] == 4096
     failed = [c for c in result["checks"] if not c["ok"]]
-    assert [c["name"] for c in failed] == ["guest page size"]
+    assert code == 1 and result["verdict"] == "fail", (result["failure"], failed)
+    assert result["guest"]["page_size"] == 4096, (result["failure"], failed)
+    assert [c["name"] for c in failed] == ["guest page size"], (result["failure"], failed)
     assert "4K pages but the profile requires 16K" in failed[0]["detail"]
     (finding,) = result["findings"]
     assert finding["id"] == "wrong-kernel"
