@@ -83,7 +83,6 @@ def _rounds(c: Components, selected: list[demos.Demo], repeat: int, out: Path) -
                 log.info(f"round {r + 1}/{repeat} {d.name}: host {host.outcome}, guest exit status {end.get('status')}")
 
     exchange, failure = boot_and_collect(start, plan, {}, drive, 120, out, {})
-    results = exchange.files
     if failure is not None:
         raise VenusReproError(f"bench: the efficiency rounds failed: {failure}; see {out}")
     fps: dict[str, dict[str, list[float]]] = {d.name: {"guest": [], "host": []} for d in selected}
@@ -91,7 +90,7 @@ def _rounds(c: Components, selected: list[demos.Demo], repeat: int, out: Path) -
     for r in range(repeat):
         for d in selected:
             name = f"{d.name}-r{r}"
-            guest = guest_demo_run(results, name)
+            guest = guest_demo_run(exchange, name)
             if guest.outcome != "pass" or name not in host_fps:
                 side = "guest" if guest.outcome != "pass" else "host"
                 run_ = guest if side == "guest" else host_failed.get(name)

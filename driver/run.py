@@ -195,14 +195,16 @@ def _step_status(out: dict[str, bytes], name: str) -> int | None:
     return status if status is None or -1 <= status <= 255 else None
 
 
-def guest_demo_run(out: dict[str, bytes], name: str) -> DemoRun:
-    """What step ``name`` left in the guest's /out: exit status, result lines, duration."""
+def guest_demo_run(exchange: protocol.Exchange, name: str) -> DemoRun:
+    """What step ``name`` left in the guest's /out: exit status, result lines, duration; and whether it began."""
+    out = exchange.files
     timing = [_number(t, float) for t in out.get(f"{name}.time", b"").split()]
     return DemoRun(
         name,
         _step_status(out, name),
         protocol.parse_demo_output(out.get(f"{name}.out", b"").decode(errors="replace")),
         round(timing[1] - timing[0], 2) if len(timing) == 2 and None not in timing else None,
+        started=name in exchange.started,
     )
 
 
@@ -288,8 +290,7 @@ def boot_and_run(start: StartCommand, sc: Scenario, boot_timeout: float, run_dir
     facts = exchange.facts()
     runs: dict = {}
     for demo in demo_list:
-        run = guest_demo_run(out, demo.name)
-        run.started = demo.name in exchange.started
+        run = guest_demo_run(exchange, demo.name)
         if sc.validation:
             run.result.update(verdict.validation_report(out.get(f"{demo.name}.out", b"") + out.get(f"{demo.name}.err", b"")))
         _save_frame(run, out.get(f"{demo.name}/{demo.binary}.rgba"), run_dir / f"{demo.name}-guest.png")

@@ -85,7 +85,7 @@ def test_garbage_result_lines_and_statuses_are_data(tmp_path):
         "d.status": b"not a number\n", "d.time": b"1.0 lots\n",
         "d.out": b'VENUS-RESULT {"outcome": "pass", "fps": "fast", "width": -1, "height": Infinity, "checksum": 7}\n',
     }  # fmt: skip
-    run = guest_demo_run(out, "d")
+    run = guest_demo_run(protocol.Exchange(out, []), "d")
     assert run.exit_status is None and run.duration_s is None
     assert run.result == {"outcome": "pass", "width": -1}  # wrongly typed or non-finite fields dropped
     assert run.outcome == "missing"
