@@ -63,6 +63,15 @@ class Profile:
     # The virglrenderer a host GPU driver runs with (--host-vulkan host): (suite, packages),
     # installed over the host root's own; None: the host root's.
     gpu_renderer: tuple[str, tuple[str, ...]] | None = None
+    # The profile file (None: the nix profile).
+    path: Path | None = None
+
+    @property
+    def ref(self) -> str:
+        """How to name this profile on the command line: a built-in by name, a user's file by its path."""
+        if self.path is None or self.path.resolve().parent == PROFILES.resolve():
+            return self.name
+        return str(self.path)
 
     def set_suite(self, set_name: str) -> str:
         """The Debian suite a lock set is resolved from: the profile's, or gpu_renderer's."""
@@ -110,9 +119,35 @@ def available() -> list[str]:
 
 
 def _lock_path(profile_path: Path, name: str) -> Path:
-    """A lock beside a user's profile file wins; else the packaged pins/."""
-    beside = profile_path.parent / name
-    return beside if profile_path.parent != PROFILES and beside.exists() else PINS / name
+    """A built-in profile's lock is the package's (pins/); a user's profile's lives beside it."""
+    if profile_path.resolve().parent == PROFILES.resolve():
+        return PINS / name
+    return profile_path.resolve().parent / name
+
+
+def _read(path: Path) -> dict:
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: malformed YAML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read it ({exc})") from None
+    if not isinstance(doc, dict):
+        raise UsageError(f"{path}: a profile is a mapping")
+    return doc
+
+
+def _extended(doc: dict, path: Path, depth: int = 0) -> dict:
+    """``extends: <built-in profile>``: its fields, with this file's own over them (field by field)."""
+    base = doc.get("extends")
+    if base is None:
+        return doc
+    if not isinstance(base, str) or not (PROFILES / f"{base}.yaml").is_file():
+        raise UsageError(f"{path}: extends: '{base}' is not a built-in profile ({', '.join(p.stem for p in PROFILES.glob('*.yaml'))})")
+    if depth > 4:
+        raise UsageError(f"{path}: extends: profiles extend each other too deeply")
+    parent = _extended(_read(PROFILES / f"{base}.yaml"), PROFILES / f"{base}.yaml", depth + 1)
+    return {**parent, **{k: v for k, v in doc.items() if k != "extends"}}
 
 
 def _lock_name(doc: dict, where: str) -> str:
@@ -141,20 +176,15 @@ def load(name_or_path: str) -> Profile:
             raise UsageError(
                 f"unknown profile '{name_or_path}' (available: {', '.join(available())})"
             )
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: malformed YAML: {exc}") from None
+    doc = _extended(_read(path), path)
     where = str(path)
-    if not isinstance(doc, dict):
-        raise UsageError(f"{where}: a profile is a mapping")
     host = _require(doc, "host", dict, where)
     guest = _require(doc, "guest", dict, where)
     qemu = _require(doc, "qemu", dict, where)
     kernels = _require(doc, "kernels", dict, where)
     default_kernel = _require(doc, "default_kernel", str, where)
-    tools = _require(doc, "tools", dict, where) if "tools" in doc else {}
-    gpu = _require(doc, "gpu_renderer", dict, where) if "gpu_renderer" in doc else None
+    tools = _require(doc, "tools", dict, where) if doc.get("tools") is not None else {}
+    gpu = _require(doc, "gpu_renderer", dict, where) if doc.get("gpu_renderer") is not None else None
     if default_kernel not in kernels:
         raise UsageError(f"{where}: default_kernel '{default_kernel}' is not in kernels")
     return Profile(
@@ -182,6 +212,7 @@ def load(name_or_path: str) -> Profile:
             (_require(gpu, "suite", str, f"{where}: gpu_renderer"), tuple(_require(gpu, "packages", list, f"{where}: gpu_renderer")))
             if gpu is not None else None
         ),
+        path=path,
     )
 
 

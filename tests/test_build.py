@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, venus_repro
+from conftest import REPO, demos, venus_repro
 
 SOURCES = Path(os.environ.get("VENUS_REPRO_SOURCES", REPO.parent / "shared" / "sources"))
 
@@ -68,7 +68,7 @@ def test_a_built_virglrenderer_passes_the_vm_demos(provisioned, tmp_path, no_lef
                        "--virglrenderer", build["library"], "--render-server", build["render_server"])  # fmt: skip
     result = json.loads(proc.stdout)
     assert result["verdict"] == "pass", [c for c in result["checks"] if not c["ok"]]
-    assert all(d["checksum_match"] for d in result["demos"])
+    assert all(d["checksum_match"] for d in demos(result))
     fp = json.loads((run_dir / "fingerprint.json").read_text())["components"]["virglrenderer"]
     assert fp["library"] == build["library"] and fp["render_server"] == build["render_server"]
     assert fp["library_sha256"] == hashlib.sha256(Path(build["library"]).read_bytes()).hexdigest()

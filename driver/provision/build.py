@@ -47,6 +47,19 @@ class VirglBuild:
     def as_dict(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}
 
+    @property
+    def overrides(self) -> dict[str, Path]:
+        """What the run binds over the host root's virglrenderer (machine.StartCommand's keys)."""
+        return {"virglrenderer": self.library, "render_server": self.render_server}
+
+    @property
+    def folder(self) -> Path:
+        return self.library.parent.parent
+
+    @property
+    def version(self) -> str:
+        return f"build {self.source_sha256[:12]}"
+
 
 def _source_digest(source: Path) -> str:
     if source.is_file():
@@ -113,3 +126,11 @@ def _build(root: Path, source: Path, options: tuple[str, ...], out: Path) -> Non
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-25:])
         raise ProvisionError(f"building virglrenderer from {source} failed:\n{tail}")
+
+
+def build(kind: str | None, provisioner: Provisioner, source: Path | None, options: tuple[str, ...] = ()):
+    """A registry component's ``build`` source: the builder of its kind (cached)."""
+    builders = {"virglrenderer": build_virglrenderer}
+    if kind not in builders or source is None:
+        raise UsageError(f"no builder for {kind} here (builders: {', '.join(builders)})")
+    return builders[kind](provisioner, source, tuple(o if o.startswith("-") else f"-D{o}" for o in options))
