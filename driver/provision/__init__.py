@@ -67,15 +67,16 @@ class Provisioner:
 
     # --- products -----------------------------------------------------------------------
 
-    def _chroot_root(self, set_name: str, what: str) -> Path:
-        """A root unpacked from one pinned set, ready to chroot into (ldconfig run)."""
-        pins = self.lock.pins(set_name)
-        final = self.cache / "roots" / f"{set_name}-{set_digest(pins)}"
+    def _chroot_root(self, set_names: list[str], what: str) -> Path:
+        """A root unpacked from pinned sets (one, or a tool's and its target's), ready to chroot into (ldconfig run)."""
+        pins = [p for name in set_names for p in self.lock.pins(name)]
+        final = self.cache / "roots" / f"{set_names[0]}-{set_digest(pins)}"
         if sysroot.reuse(final):
             return final
 
         def build(tmp: Path) -> None:
-            sysroot.unpack_all(self._fetch(set_name), self.store, tmp, set_name)
+            for name in set_names:
+                sysroot.unpack_all(self._fetch(name), self.store, tmp, name)
             for d in ("proc", "sys", "dev", "tmp", "root"):
                 (tmp / d).mkdir(exist_ok=True)
             subprocess.run(["chroot", str(tmp), "/usr/sbin/ldconfig"], check=True)
@@ -84,13 +85,23 @@ class Provisioner:
             return sysroot.build_once(final, build)
 
     def host_root(self, arch: str) -> Path:
-        return self._chroot_root(f"host-{arch}", "host")
+        return self._chroot_root([f"host-{arch}"], "host")
 
     def tool_root(self, tool: str, arch: str | None = None) -> Path:
-        """A root holding one of the profile's pinned host tools (e.g. nix), to chroot into."""
+        """A root holding one of the profile's pinned host tools (e.g. nix), to chroot into.
+
+        A tool with a target architecture (mesa-build) also holds that set's libraries.
+        """
         if tool not in self.profile.tools:
             raise ProvisionError(f"profile {self.profile.name} pins no tool '{tool}' (tools: {', '.join(self.profile.tools) or 'none'})")
-        return self._chroot_root(f"tool-{tool}-{arch or host_debian_arch()}", tool)
+        return self._chroot_root(self.tool_sets(tool, arch), tool)
+
+    def tool_sets(self, tool: str, arch: str | None = None) -> list[str]:
+        """The lock sets a tool's root is made of: its host set, then its target's (if any)."""
+        sets = [f"tool-{tool}-{arch or host_debian_arch()}"]
+        if tool in self.profile.tool_targets:
+            sets.append(profiles.tool_target_set(tool, self.profile.tool_targets[tool][0]))
+        return sets
 
     def gpu_renderer(self, arch: str) -> tuple[Path, Path, str]:
         """The profile's virglrenderer for host GPU drivers: (libvirglrenderer.so.1, virgl_render_server, version).
