@@ -208,26 +208,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host-page-size", type=int, metavar="BYTES", help="the host's page size (HVF on Apple Silicon: 16384)")
     p.add_argument("--accel", choices=["hvf", "kvm", "tcg", "whpx"], help="the accelerator the logs come from")
 
-    p = sub.add_parser("build-virglrenderer", help="build a virglrenderer source tree (upstream or your fork) for --virglrenderer/--render-server")
-    _add_profile(p)
-    p.add_argument("source", type=Path, metavar="SOURCE", help="a source tarball (.tar.gz, .tar.xz, …) or a source folder")
-    p.add_argument("-D", dest="options", action="append", default=[], metavar="NAME=VALUE",
-                   help="a meson option, e.g. -D render-server-worker=thread or -D vulkan-preload=false (repeatable)")  # fmt: skip
-    p.add_argument("--json", action="store_true", help="print the build's paths as JSON")
-
-    p = sub.add_parser("build-mesa", help="cross-build a Mesa source tree's Venus ICD (upstream or your tree) for the guest")
-    _add_profile(p)
-    p.add_argument("source", type=Path, metavar="SOURCE", help="a source tarball (.tar.gz, .tar.xz, …) or a source folder")
-    p.add_argument("-D", dest="options", action="append", default=[], metavar="NAME=VALUE",
-                   help="a meson option beyond the Venus-only ones, e.g. -D buildtype=debugoptimized (repeatable)")  # fmt: skip
-    p.add_argument("--json", action="store_true", help="print the build (paths, build.json) as JSON")
-
-    p = sub.add_parser("build-qemu", help="build a QEMU source tree (upstream or your fork) for the host root: aarch64-softmmu with Venus")
-    _add_profile(p)
-    p.add_argument("source", type=Path, metavar="SOURCE", help="a source tarball (.tar.xz, …) or a source folder")
-    p.add_argument("--configure-option", dest="options", action="append", default=[], metavar="OPT",
-                   help="one more configure option, written --configure-option=--enable-slirp (repeatable)")  # fmt: skip
-    p.add_argument("--json", action="store_true", help="print the build (paths, build.json) as JSON")
+    for name, what, flag, example in (
+        ("build-virglrenderer", "build a virglrenderer source tree (upstream or your fork) for --virglrenderer/--render-server",
+         "-D", "a meson option, e.g. -D render-server-worker=thread or -D vulkan-preload=false"),
+        ("build-mesa", "cross-build a Mesa source tree's Venus ICD (upstream or your tree) for the guest",
+         "-D", "a meson option beyond the Venus-only ones, e.g. -D buildtype=debugoptimized"),
+        ("build-qemu", "build a QEMU source tree (upstream or your fork) for the host root: aarch64-softmmu with Venus",
+         "--configure-option", "one more configure option, written --configure-option=--enable-slirp"),
+    ):  # fmt: skip
+        p = sub.add_parser(name, help=what)
+        _add_profile(p)
+        p.add_argument("source", type=Path, metavar="SOURCE", help="a source tarball (.tar.gz, .tar.xz, …) or a source folder")
+        p.add_argument(flag, dest="options", action="append", default=[], metavar="NAME=VALUE" if flag == "-D" else "OPT",
+                       help=f"{example} (repeatable)")  # fmt: skip
+        p.add_argument("--json", action="store_true", help="print the build as JSON")
 
     p = sub.add_parser("unpack", help="unpack .deb files the way provisioning does (Python; no dpkg needed)")
     p.add_argument("debs", nargs="+", type=Path, metavar="DEB")

@@ -76,6 +76,8 @@ def test_the_venus_icd_is_an_aarch64_library_with_the_guests_icd_json(mesa_trixi
     assert info["mesa_version"] == "25.0.7" and info["target"] == "aarch64-linux-gnu"
     assert info["source_sha256"] == sources.get("mesa-trixie").orig.sha256 == hashlib.sha256(mesa_tarball.read_bytes()).hexdigest()
     assert info["library_sha256"] == hashlib.sha256(lib.read_bytes()).hexdigest()
+    # The build names itself in the driverInfo a guest's vulkaninfo reports (the verdict can tell it from Debian's).
+    assert info["driver_info"] == f"Mesa 25.0.7 (git-{info['key'][:10]})" and info["driver_info"].encode() in lib.read_bytes()
     assert {"-Dvulkan-drivers=virtio", "-Dgallium-drivers=", "-Dplatforms=", "-Dllvm=disabled", "-Degl=disabled"} <= set(info["options"])
 
 

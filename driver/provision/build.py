@@ -8,13 +8,13 @@ there (virglrenderer, QEMU) or in the guest (Mesa, cross-built for arm64). The
 result is a cached product like any other, checked before each use, keyed by
 the source's sha256, the options and the tool root's pins:
 
-    $VENUS_REPRO_CACHE/builds/virglrenderer-<key>/     build-virglrenderer
+    $VENUS_REPRO_CACHE/builds/virglrenderer-<source>-<key>/     build-virglrenderer
       lib/libvirglrenderer.so.1 -> libvirglrenderer.so.1.x.y
       libexec/virgl_render_server
-    $VENUS_REPRO_CACHE/builds/mesa-<key>/              build-mesa (the guest's Venus ICD)
+    $VENUS_REPRO_CACHE/builds/mesa-<source>-<key>/              build-mesa (the guest's Venus ICD)
       usr/lib/aarch64-linux-gnu/libvulkan_virtio.so
       usr/share/vulkan/icd.d/virtio_icd.json           Debian's name; library_path is the path above
-    $VENUS_REPRO_CACHE/builds/qemu-<key>/              build-qemu (aarch64-softmmu, for the host root)
+    $VENUS_REPRO_CACHE/builds/qemu-<source>-<key>/              build-qemu (aarch64-softmmu, for the host root)
       bin/qemu-system-aarch64
 
 and in each, ``build.json`` (what was built, from what, with which options and
@@ -67,8 +67,8 @@ class Recipe:
     script: Callable[[Path, Path, Path, tuple[str, ...]], list[str]]
     # Options found from the tree itself (a release's option names), after ``base``.
     tree_options: Callable[[Path], tuple[str, ...]] = lambda tree: ()
-    # (tree, work, out) → build.json's recipe-specific fields; may finish the product (out) from work.
-    finish: Callable[[Path, Path, Path], dict] = lambda tree, work, out: {}
+    # (tree, work, out, key) → build.json's recipe-specific fields; may finish the product (out) from work.
+    finish: Callable[[Path, Path, Path, str], dict] = lambda tree, work, out, key: {}
     revision: str = ""  # part of the key: bump when the recipe changes what it builds
 
 
@@ -105,7 +105,9 @@ def build(provisioner: Provisioner, recipe: Recipe, source: Path, options: tuple
     digest = _source_digest(source)
     pins = [p for s in provisioner.tool_sets(recipe.tool) for p in provisioner.lock.pins(s)]
     key = set_digest(pins, digest, *([recipe.revision] if recipe.revision else []), *recipe.base, *options)
-    final = provisioner.cache / "builds" / f"{recipe.name}-{key}"
+    # The source's digest is in the name: each tree keeps its own product (build_once prunes
+    # only older builds of the same name stem, i.e. of this tree with other pins or options).
+    final = provisioner.cache / "builds" / f"{recipe.name}-{digest[:12]}-{key}"
     if not sysroot.reuse(final):
         info = {"source": str(source), "source_sha256": digest, "user_options": list(options), "tool": recipe.tool,
                 "tool_pins_sha256": set_digest(pins), "key": key}  # fmt: skip
@@ -127,7 +129,7 @@ def _build(cache: Path, root: Path, recipe: Recipe, source: Path, options: tuple
     try:
         if source.is_file():
             _run(root, [f"mkdir -p {q(str(work / 'src'))}", f"tar -xf {q(str(source))} -C {q(str(work / 'src'))}"],
-                 binds, build_log, "unpacking", failed_log, source)  # fmt: skip
+                 binds, build_log, "unpacking", failed_log, source, info["key"])  # fmt: skip
             top = work / "src"
             tops = [top] if (top / recipe.marker).is_file() else sorted(p.parent for p in top.glob(f"*/{recipe.marker}"))
             if not tops:
@@ -136,8 +138,8 @@ def _build(cache: Path, root: Path, recipe: Recipe, source: Path, options: tuple
         else:
             tree = source
         every = (*recipe.base, *recipe.tree_options(tree), *options)
-        _run(root, recipe.script(tree, work, out, every), binds, build_log, "building", failed_log, source)
-        info.update(recipe.finish(tree, work, out))
+        _run(root, recipe.script(tree, work, out, every), binds, build_log, "building", failed_log, source, info["key"])
+        info.update(recipe.finish(tree, work, out, info["key"]))
         info.update(options=list(every), build_seconds=round(time.monotonic() - start, 1),
                     built=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))  # fmt: skip
         (out / BUILD_JSON).write_text(json.dumps(info, indent=1) + "\n")
@@ -148,9 +150,10 @@ def _build(cache: Path, root: Path, recipe: Recipe, source: Path, options: tuple
 _STEP = re.compile(r"^\[(\d+)/(\d+)\]")
 
 
-def _run(root: Path, lines: list[str], binds: list[Path], build_log: Path, what: str, failed_log: Path, source: Path, timeout: float = 3600) -> None:
-    """Run ``lines`` in ``root``, the output appended to ``build_log``, ninja's steps shown as progress."""
-    cmd = sandbox.command(root, ["/bin/sh", "-c", "\n".join(["set -e", *lines])], binds=binds)
+def _run(root: Path, lines: list[str], binds: list[Path], build_log: Path, what: str, failed_log: Path, source: Path,
+         key: str, timeout: float = 3600) -> None:  # fmt: skip
+    """Run ``lines`` in ``root`` ($BUILD_KEY: the product's key), the output appended to ``build_log``, ninja's steps as progress."""
+    cmd = sandbox.command(root, ["/bin/sh", "-c", "\n".join(["set -e", *lines])], binds=binds, env={"BUILD_KEY": key})
     progress = None
     with open(build_log, "a") as logf:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
@@ -308,6 +311,9 @@ def _mesa_recipe(triplet: str) -> Recipe:
     def script(tree: Path, work: Path, out: Path, options: tuple[str, ...]) -> list[str]:
         w = q(str(work))
         return [
+            # The driver names this build: VkPhysicalDeviceDriverProperties.driverInfo reads
+            # "Mesa <version> (git-<key[:10]>)" (Mesa's git_sha1_gen.py takes the override).
+            'export MESA_GIT_SHA1_OVERRIDE="$BUILD_KEY"',
             f"cat > {w}/cross.ini <<'EOF'\n{_mesa_cross_file(triplet)}\nEOF",
             f"cat {w}/cross.ini",
             f"meson setup {w}/build {q(str(tree))} --cross-file {w}/cross.ini --prefix=/usr --libdir=lib/{triplet} "
@@ -316,7 +322,7 @@ def _mesa_recipe(triplet: str) -> Recipe:
             f"DESTDIR={w}/inst meson install -C {w}/build --no-rebuild",
         ]
 
-    def finish(tree: Path, work: Path, out: Path) -> dict:
+    def finish(tree: Path, work: Path, out: Path, key: str) -> dict:
         built = work / "inst" / libdir / ICD_LIBRARY
         icds = sorted((work / "inst/usr/share/vulkan/icd.d").glob("virtio_icd*.json"))
         if not built.is_file() or not icds:
@@ -330,6 +336,7 @@ def _mesa_recipe(triplet: str) -> Recipe:
         version = (tree / "VERSION").read_text().strip() if (tree / "VERSION").is_file() else None
         return {
             "mesa_version": version,
+            "driver_info": f"Mesa {version} (git-{key[:10]})",
             "target": triplet,
             "guest_library": f"/{libdir}/{ICD_LIBRARY}",
             "library_sha256": sha256_file(out / libdir / ICD_LIBRARY),
@@ -339,7 +346,7 @@ def _mesa_recipe(triplet: str) -> Recipe:
         }
 
     return Recipe(name="mesa", tool="mesa-build", marker="meson.build", base=MESA_BASE, check_option=meson_option,
-                  script=script, tree_options=_mesa_tree_options, finish=finish, revision="mesa-venus 1")  # fmt: skip
+                  script=script, tree_options=_mesa_tree_options, finish=finish, revision="mesa-venus 2")  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -400,7 +407,7 @@ def _qemu_recipe(host_arch: str) -> Recipe:
             f"mkdir -p {q(str(out))}/bin && cp {w}/build/qemu-system-aarch64 {q(str(out))}/{QEMU_BINARY}",
         ]
 
-    def finish(tree: Path, work: Path, out: Path) -> dict:
+    def finish(tree: Path, work: Path, out: Path, key: str) -> dict:
         version = (tree / "VERSION").read_text().strip() if (tree / "VERSION").is_file() else None
         return {"qemu_version": version, "binary": QEMU_BINARY, "binary_sha256": sha256_file(out / QEMU_BINARY)}
 
