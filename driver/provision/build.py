@@ -105,9 +105,9 @@ def build(provisioner: Provisioner, recipe: Recipe, source: Path, options: tuple
     digest = _source_digest(source)
     pins = [p for s in provisioner.tool_sets(recipe.tool) for p in provisioner.lock.pins(s)]
     key = set_digest(pins, digest, *([recipe.revision] if recipe.revision else []), *recipe.base, *options)
-    # The source's digest is in the name: each tree keeps its own product (build_once prunes
-    # only older builds of the same name stem, i.e. of this tree with other pins or options).
-    final = provisioner.cache / "builds" / f"{recipe.name}-{digest[:12]}-{key}"
+    # The source and the options are in the name: each tree and option set keeps its own
+    # product (build_once prunes older builds of the same name stem: other pins or recipe).
+    final = provisioner.cache / "builds" / f"{recipe.name}-{set_digest([], digest, *options)[:12]}-{key}"
     if not sysroot.reuse(final):
         info = {"source": str(source), "source_sha256": digest, "user_options": list(options), "tool": recipe.tool,
                 "tool_pins_sha256": set_digest(pins), "key": key}  # fmt: skip
