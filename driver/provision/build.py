@@ -178,7 +178,8 @@ def _run(root: Path, lines: list[str], binds: list[Path], build_log: Path, what:
     if rc != 0:
         failed_log.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(build_log, failed_log)
-        text = build_log.read_text(errors="replace").strip().splitlines()
+        # (meson's "A full log can be found at …" names the work folder, which is gone by now)
+        text = [l for l in build_log.read_text(errors="replace").strip().splitlines() if not l.startswith("A full log can be found at")]
         errors = [l for l in text if re.match(r"^(ERROR|meson\.build:\d+:\d+: ERROR|.*: error:|FAILED:)", l)]
         tail = text[-20:]
         tail = "\n".join([*[e for e in errors[:3] if e not in tail], *(["…"] if set(errors) - set(tail) else []), *tail])
