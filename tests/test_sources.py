@@ -1,6 +1,7 @@
 """The pinned Debian sources (data/pins/sources.json): fetched from the mirror, checked, atomic.
 
-These fetch only .dsc files (a few KB) from the host's Debian mirror.
+The ``vm``-marked tests fetch .dsc files (a few KB) from the host's Debian mirror: the
+unmarked unit tests stay offline (Nix's checks.unit runs them with no network).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def test_lock_sources_lists_every_pinned_source():
         assert len(s.dsc.sha256) == len(s.orig.sha256) == 64 and s.orig.name.startswith(f"{s.package}_")
 
 
+@pytest.mark.vm
 def test_a_tarball_pin_that_its_dsc_contradicts_is_refused_before_the_download(tmp_path):
     pinned = sources.get("qemu-trixie")
     wrong = dataclasses.replace(pinned, orig=dataclasses.replace(pinned.orig, sha256="0" * 64))
@@ -34,6 +36,7 @@ def test_a_tarball_pin_that_its_dsc_contradicts_is_refused_before_the_download(t
     assert sorted(p.name for p in (tmp_path / "sources").iterdir()) == [pinned.dsc.name]
 
 
+@pytest.mark.vm
 def test_a_damaged_cached_file_is_fetched_again(tmp_path):
     dsc = sources.get("qemu-trixie").dsc
     into = tmp_path / "sources"
