@@ -101,6 +101,7 @@ def build(provisioner: Provisioner, recipe: Recipe, source: Path, options: tuple
     for opt in options:
         recipe.check_option(opt)
     _check_source(source, recipe)
+    sandbox.require_root()  # the tool root is entered with chroot
     root = provisioner.tool_root(recipe.tool)
     digest = _source_digest(source)
     pins = [p for s in provisioner.tool_sets(recipe.tool) for p in provisioner.lock.pins(s)]
