@@ -231,6 +231,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--refresh", action="store_true", help="re-pin every package to what the mirror serves now")
     p.add_argument("--scenario", type=Path, metavar="FILE", help="pin this scenario's guest_packages (lock beside it)")
     p.add_argument("--only", action="append", default=[], metavar="SET", help="with --refresh: re-pin only this set (repeatable)")
+    p.add_argument("--sources", action="store_true", help="with --refresh: re-pin the Debian source packages the build tests use (data/pins/sources.json) instead")
 
     p = sub.add_parser("diagnose", help="decode and classify the failures in log files or run directories")
     p.add_argument("paths", nargs="+", type=Path, metavar="FILE|RUN_DIR")
@@ -239,12 +240,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host-page-size", type=int, metavar="BYTES", help="the host's page size (HVF on Apple Silicon: 16384)")
     p.add_argument("--accel", choices=["hvf", "kvm", "tcg", "whpx"], help="the accelerator the logs come from")
 
-    p = sub.add_parser("build-virglrenderer", help="build a virglrenderer source tree (upstream or your fork) for --virglrenderer/--render-server")
-    _add_profile(p)
-    p.add_argument("source", type=Path, metavar="SOURCE", help="a source tarball (.tar.gz, .tar.xz, …) or a source folder")
-    p.add_argument("-D", dest="options", action="append", default=[], metavar="NAME=VALUE",
-                   help="a meson option, e.g. -D render-server-worker=thread or -D vulkan-preload=false (repeatable)")  # fmt: skip
-    p.add_argument("--json", action="store_true", help="print the build's paths as JSON")
+    for name, what, flag, example in (
+        ("build-virglrenderer", "build a virglrenderer source tree (upstream or your fork) for --virglrenderer/--render-server",
+         "-D", "a meson option, e.g. -D render-server-worker=thread or -D vulkan-preload=false"),
+        ("build-mesa", "cross-build a Mesa source tree's Venus ICD (upstream or your tree) for the guest",
+         "-D", "a meson option beyond the Venus-only ones, e.g. -D buildtype=debugoptimized"),
+        ("build-qemu", "build a QEMU source tree (upstream or your fork) for the host root: aarch64-softmmu with Venus",
+         "--configure-option", "one more configure option, written --configure-option=--enable-slirp"),
+    ):  # fmt: skip
+        p = sub.add_parser(name, help=what)
+        _add_profile(p)
+        p.add_argument("source", type=Path, metavar="SOURCE", help="a source tarball (.tar.gz, .tar.xz, …) or a source folder")
+        p.add_argument(flag, dest="options", action="append", default=[], metavar="NAME=VALUE" if flag == "-D" else "OPT",
+                       help=f"{example} (repeatable)")  # fmt: skip
+        p.add_argument("--json", action="store_true", help="print the build as JSON")
 
     p = sub.add_parser("unpack", help="unpack .deb files the way provisioning does (Python; no dpkg needed)")
     p.add_argument("debs", nargs="+", type=Path, metavar="DEB")
@@ -554,6 +563,17 @@ def cmd_lock(args) -> int:
         print(tabulate(changes, headers=["set", "package", "was", "now"], tablefmt="simple") if changes else "no changes")
         print(f"{pinning.lock_path}: review and keep it beside the scenario")
         return 0
+    if args.sources:
+        from .provision import sources
+
+        if not args.refresh:
+            pinned = sources.load()
+            print("\n".join(f"{s.name}: {s.package} {s.version} ({s.suite}) {s.orig.name}" for s in pinned.values()))
+            return 0
+        changes = sources.refresh(profile.cache_dir() / "apt")
+        print(tabulate(changes, headers=["source", "was", "now"], tablefmt="simple") if changes else "no changes")
+        print(f"{sources.SOURCES}: review and commit it")
+        return 0
     prof = _profile(args.profile, args.manifest)
     _no_manifest(prof, "lock")
     if not args.refresh:
@@ -582,19 +602,39 @@ def cmd_diagnose(args) -> int:
 
 
 def cmd_build_virglrenderer(args) -> int:
-    from .provision import Provisioner
     from .provision.build import build_virglrenderer
 
-    prof = _profile(args.profile, args.manifest)
-    _no_manifest(prof, "build-virglrenderer")
-    options = tuple(o if o.startswith("-D") else f"-D{o}" for o in args.options)
-    b = build_virglrenderer(Provisioner(prof), args.source, options)
+    b = build_virglrenderer(*_builder(args, "build-virglrenderer"))
     if args.json:
         print(json.dumps(b.as_dict(), indent=2))
     else:
         print(f"library:       {b.library}\nrender server: {b.render_server}\n")
         print(f"venus-repro run --virglrenderer {b.library} --render-server {b.render_server}")
     return 0
+
+
+def cmd_build_guest_or_host(args) -> int:
+    """build-mesa (the guest's Venus ICD) and build-qemu (the host's QEMU)."""
+    from .provision import build
+
+    if args.command == "build-mesa":
+        b = build.build_mesa(*_builder(args, args.command))
+        summary = f"Mesa {b.info.get('mesa_version')} Venus ICD for the guest's {b.info['guest_library']}:\nlibrary:  {b.library}\nICD JSON: {b.icd_json}"
+    else:
+        b = build.build_qemu(*_builder(args, args.command, meson=False))
+        summary = f"QEMU {b.info.get('qemu_version')} for the host root: {b.binary}"
+    print(json.dumps(b.as_dict(), indent=2) if args.json else summary)
+    return 0
+
+
+def _builder(args, command: str, meson: bool = True):
+    """(Provisioner, source, options) for a build-* command; meson options may be given without -D."""
+    from .provision import Provisioner
+
+    prof = _profile(args.profile, args.manifest)
+    _no_manifest(prof, command)
+    options = tuple(o if not meson or o.startswith("-D") else f"-D{o}" for o in args.options)
+    return Provisioner(prof), args.source, options
 
 
 def cmd_carry(args) -> int:
@@ -657,7 +697,7 @@ def cmd_demos(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "boot": cmd_boot, "provision": cmd_provision, "lock": cmd_lock, "demos": cmd_demos, "diagnose": cmd_diagnose, "doctor": cmd_doctor, "bench": cmd_bench, "fingerprint": cmd_fingerprint, "compare": cmd_compare, "bundle": cmd_bundle, "replay": cmd_replay, "bisect": cmd_bisect, "build-virglrenderer": cmd_build_virglrenderer, "guest-initramfs": cmd_guest_initramfs, "unpack": cmd_unpack, "carry": cmd_carry}
+COMMANDS = {"run": cmd_run, "boot": cmd_boot, "provision": cmd_provision, "lock": cmd_lock, "demos": cmd_demos, "diagnose": cmd_diagnose, "doctor": cmd_doctor, "bench": cmd_bench, "fingerprint": cmd_fingerprint, "compare": cmd_compare, "bundle": cmd_bundle, "replay": cmd_replay, "bisect": cmd_bisect, "build-virglrenderer": cmd_build_virglrenderer, "build-mesa": cmd_build_guest_or_host, "build-qemu": cmd_build_guest_or_host, "guest-initramfs": cmd_guest_initramfs, "unpack": cmd_unpack, "carry": cmd_carry}
 
 
 # Errors of the machine rather than of venus-repro: a full disk, a read-only or

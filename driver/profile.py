@@ -58,6 +58,10 @@ class Profile:
     # Host tools pinned beside the components, by name (e.g. nix: the Nix that
     # evaluates the flake in the tests). Each is a set per host architecture.
     tools: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    # A tool that builds for another architecture (mesa-build: the guest's ICD) also
+    # names that architecture's libraries: tool → (Debian arch, packages), one set
+    # pinned exactly (no dependency closure), unpacked into the same tool root.
+    tool_targets: dict[str, tuple[str, tuple[str, ...]]] = dataclasses.field(default_factory=dict)
     # The nix profile: the flake's manifest.json names every component (driver/provision/manifest.py).
     manifest: Path | None = None
     # The virglrenderer a host GPU driver runs with (--host-vulkan host): (suite, packages),
@@ -104,6 +108,10 @@ class Profile:
         for tool, packages in self.tools.items():
             for arch in ("amd64", "arm64"):
                 sets[f"tool-{tool}-{arch}"] = (arch, packages, True)
+        for tool, (arch, packages) in self.tool_targets.items():
+            # Exactly these (each Multi-Arch: same): a dependency with programs of the
+            # target's architecture would land over the build tools in the same root.
+            sets[tool_target_set(tool, arch)] = (arch, packages, None)
         if self.gpu_renderer is not None:
             for arch in ("amd64", "arm64"):
                 # Exactly these packages: their dependencies are the host root's (checked by running it).
@@ -111,7 +119,32 @@ class Profile:
         return sets
 
 
+def tool_target_set(tool: str, arch: str) -> str:
+    """The lock set of a tool's target-architecture libraries."""
+    return f"tool-{tool}-target-{arch}"
+
+
 NIX = "nix"
+
+
+def _tools(doc: dict, where: str) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, tuple[str, ...]]]]:
+    """``tools:``: name → a package list, or → {packages: […], target: {arch, packages: […]}}."""
+    tools, targets = {}, {}
+    for name, value in doc.items():
+        at = f"{where}: tools: {name}"
+        if isinstance(value, dict):
+            tools[str(name)] = tuple(_require(value, "packages", list, at))
+            if "target" in value:
+                target = _require(value, "target", dict, at)
+                targets[str(name)] = (
+                    _require(target, "arch", str, f"{at}: target"),
+                    tuple(_require(target, "packages", list, f"{at}: target")),
+                )
+        elif isinstance(value, list):
+            tools[str(name)] = tuple(value)
+        else:
+            raise UsageError(f"{at}: give a package list, or a mapping with 'packages' (and 'target')")
+    return tools, targets
 
 
 def available() -> list[str]:
@@ -185,6 +218,7 @@ def load(name_or_path: str) -> Profile:
     default_kernel = _require(doc, "default_kernel", str, where)
     tools = _require(doc, "tools", dict, where) if doc.get("tools") is not None else {}
     gpu = _require(doc, "gpu_renderer", dict, where) if doc.get("gpu_renderer") is not None else None
+    tools, tool_targets = _tools(tools, where)
     if default_kernel not in kernels:
         raise UsageError(f"{where}: default_kernel '{default_kernel}' is not in kernels")
     return Profile(
@@ -207,7 +241,8 @@ def load(name_or_path: str) -> Profile:
             memory=str(qemu.get("memory", "2G")),
             hostmem=str(qemu.get("hostmem", "1G")),
         ),
-        tools={str(name): tuple(_require(tools, name, list, f"{where}: tools")) for name in tools},
+        tools=tools,
+        tool_targets=tool_targets,
         gpu_renderer=(
             (_require(gpu, "suite", str, f"{where}: gpu_renderer"), tuple(_require(gpu, "packages", list, f"{where}: gpu_renderer")))
             if gpu is not None else None

@@ -245,7 +245,24 @@ def _guest(opts: RunOptions, ctx: steps.Context, host: dict, result: RunResult, 
         checks = step.checks(guest[step.name], host.get(step.name), ctx)
         step_checks += checks
         result.steps.append(step.entry(guest[step.name], host.get(step.name), checks))
+    step_checks += build_checks(c, result)
     verdict.assemble(result, step_checks, failure, f"{c.kernel_flavour}: {c.kernel_release or c.kernel.path}")
+
+
+def build_checks(c, result: RunResult) -> list[Check]:
+    """A guest component built from source must be what the guest ran: its ICD's sha256 and its driverInfo, from the guest."""
+    build = c.builds.get("guest_mesa")
+    if build is None:
+        return []
+    name = Path(build["guest_library"]).name
+    got = (result.guest.vulkan_icds or {}).get(name)
+    checks = [Check("guest Mesa: the guest holds this build's ICD", got == build["library_sha256"],
+                    f"{name} sha256 {(got or 'not reported')[:16]} (the build's: {build['library_sha256'][:16]})")]  # fmt: skip
+    said = sorted({s.driver_info for s in result.demos if s.driver_info})
+    if said:
+        checks.append(Check("guest Mesa: the demos ran on this build", said == [build["driver_info"]],
+                            f"driverInfo {', '.join(said)} (the build's: {build['driver_info']})"))  # fmt: skip
+    return checks
 
 
 def _execute(opts: RunOptions, run_dir: Path, result: RunResult, timings: dict) -> None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -95,6 +97,21 @@ def results_follow_the_schema(request, tmp_path):
         return
     for path in tmp_path.rglob("result.json"):
         check_result(path)
+def built(command: str, source: Path, *options: str) -> dict:
+    """``venus-repro COMMAND SOURCE OPTIONS --json`` (a build-* command): its JSON, and how long it took."""
+    start = time.monotonic()
+    proc = venus_repro(command, str(source), *options, "--json", timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {**json.loads(proc.stdout), "seconds": time.monotonic() - start, "stderr": proc.stderr}
+
+
+def assert_cached(command: str, source: Path, first: dict, *options: str) -> float:
+    """The same build again is the cached product, checked and not rebuilt; how long it took."""
+    again = built(command, source, *options)
+    strip = lambda d: {k: v for k, v in d.items() if k not in ("seconds", "stderr")}  # noqa: E731
+    assert strip(again) == strip(first)
+    assert not re.search(r"^building \S+ from", again["stderr"], re.M), again["stderr"]
+    return again["seconds"]
 
 
 @pytest.fixture(scope="session")

@@ -31,20 +31,28 @@ def _source(name: str) -> Path:
 
 
 @pytest.mark.parametrize(
-    "args,message",
+    "command,args,message",
     [
-        (["/nonexistent.tar.gz"], "no such source tarball or folder"),
-        (["notes.txt"], "give a source tarball"),
-        (["empty"], "not a virglrenderer source folder (no meson.build)"),
-        (["empty", "-D", "venus"], "meson option '-Dvenus': give -Dname=value"),
+        ("build-virglrenderer", ["/nonexistent.tar.gz"], "no such source tarball or folder"),
+        ("build-virglrenderer", ["notes.txt"], "give a source tarball"),
+        ("build-virglrenderer", ["empty"], "not a virglrenderer source folder (no meson.build)"),
+        ("build-virglrenderer", ["empty", "-D", "venus"], "meson option '-Dvenus': give -Dname=value"),
+        ("build-mesa", ["/nonexistent.tar.xz"], "no such source tarball or folder"),
+        ("build-mesa", ["notes.txt"], "give a source tarball"),
+        ("build-mesa", ["empty"], "not a mesa source folder (no meson.build)"),
+        ("build-mesa", ["empty", "-D", "vulkan-drivers"], "meson option '-Dvulkan-drivers': give -Dname=value"),
+        ("build-qemu", ["/nonexistent.tar.xz"], "no such source tarball or folder"),
+        ("build-qemu", ["notes.txt"], "give a source tarball"),
+        ("build-qemu", ["empty"], "not a qemu source folder (no configure)"),
+        ("build-qemu", ["empty", "--configure-option=enable-slirp"], "configure option 'enable-slirp': give --enable-FEATURE"),
     ],
 )
-def test_bad_sources_are_one_clear_error(tmp_path, args, message):
+def test_bad_sources_are_one_clear_error(tmp_path, command, args, message):
     (tmp_path / "notes.txt").write_text("not a tarball\n")
     (tmp_path / "empty").mkdir()
-    proc = venus_repro("build-virglrenderer", *args, cwd=tmp_path)
+    proc = venus_repro(command, *args, cwd=tmp_path)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.vm

@@ -110,11 +110,21 @@ class Provisioner:
         return self._chroot_root(f"host-{arch or host_debian_arch()}", pins, "host")
 
     def tool_root(self, tool: str, arch: str | None = None) -> Path:
-        """A root holding one of the profile's pinned host tools (e.g. nix), to chroot into."""
+        """A root holding one of the profile's pinned host tools (e.g. nix), to chroot into.
+
+        A tool with a target architecture (mesa-build) also holds that set's libraries.
+        """
         if tool not in self.profile.tools:
             raise ProvisionError(f"profile {self.profile.name} pins no tool '{tool}' (tools: {', '.join(self.profile.tools) or 'none'})")
-        set_name = f"tool-{tool}-{arch or host_debian_arch()}"
-        return self._chroot_root(set_name, self.lock.pins(set_name), tool)
+        sets = self.tool_sets(tool, arch)
+        return self._chroot_root(sets[0], [p for name in sets for p in self.lock.pins(name)], tool)
+
+    def tool_sets(self, tool: str, arch: str | None = None) -> list[str]:
+        """The lock sets a tool's root is made of: its host set, then its target's (if any)."""
+        sets = [f"tool-{tool}-{arch or host_debian_arch()}"]
+        if tool in self.profile.tool_targets:
+            sets.append(profiles.tool_target_set(tool, self.profile.tool_targets[tool][0]))
+        return sets
 
     def guest_root(self, pins: list[Pin], extra: list[Pin] = ()) -> Path:
         """The guest userland: the guest layer, plus a scenario's extra packages."""
@@ -206,7 +216,7 @@ class Provisioner:
             tree = tmp / "tree"
             shutil.copytree(guest_root, tree, symlinks=True, ignore=shutil.ignore_patterns(sysroot.PRODUCT_RECORD))
             if overlay is not None:
-                shutil.copytree(overlay, tree, symlinks=True, dirs_exist_ok=True, ignore=shutil.ignore_patterns(sysroot.PRODUCT_RECORD, "*.json.build"))
+                shutil.copytree(overlay / "usr", tree / "usr", symlinks=True, dirs_exist_ok=True)
             (tree / "init").write_bytes(init)
             (tree / "init").chmod(0o755)
             (tree / "etc/venus-repro").mkdir(parents=True, exist_ok=True)
@@ -303,7 +313,7 @@ class Provisioner:
                     if c.name != "guest_kernel":
                         overrides[c.part(part).key] = Path(path)
             elif src.kind == registry.BUILD:
-                product = build.build(c.build, self, src.path("tree"), src.options)
+                product = build.build_component(c.build, self, src.path("tree"), src.options)
                 builds[c.name] = product
                 if c.side == "host":
                     overrides.update(product.overrides)

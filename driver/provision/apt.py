@@ -90,7 +90,12 @@ def host_mirror() -> str:
 
 
 class AptRepo:
-    """apt state for ``suite``/``arch`` under ``root`` (lists, config; no dpkg database)."""
+    """apt state for ``suite``/``arch`` under ``root`` (lists, config; no dpkg database).
+
+    ``arch`` ``source`` reads the suite's source index (deb-src) instead: ``showsrc``.
+    """
+
+    SOURCE = "source"
 
     def __init__(self, root: Path, suite: str, arch: str, mirror: str | None = None):
         self.root = root
@@ -134,9 +139,12 @@ class AptRepo:
         for sub in ("apt.conf.d", "preferences.d", "cache/archives/partial", "state/lists/partial"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         (self.root / "status").touch()
-        (self.root / "sources.list").write_text(
-            f"deb [arch={self.arch} signed-by={KEYRING}] {self.mirror} {self.suite} main\n"
+        line = (
+            f"deb-src [signed-by={KEYRING}] {self.mirror} {self.suite} main"
+            if self.arch == self.SOURCE
+            else f"deb [arch={self.arch} signed-by={KEYRING}] {self.mirror} {self.suite} main"
         )
+        (self.root / "sources.list").write_text(line + "\n")
 
     def _apt(self, tool: str, *args: str, cwd: Path | None = None) -> str:
         cmd = [tool, *self._options(), *args]
@@ -231,5 +239,25 @@ class AptRepo:
             pins.append(pin)
         return pins
 
+    def showsrc(self, package: str) -> dict[str, dict[str, tuple[str, int, str]]]:
+        """Each version of a source package the suite's index lists: version → {file name: (pool path, size, sha256)}."""
+        self.update()
+        out = self._apt("apt-cache", "showsrc", "--only-source", package)
+        versions = {}
+        for record in out.strip().split("\n\n"):
+            fields = dict(re.findall(r"^([A-Za-z0-9-]+): ?(.*)$", record, re.M))
+            checksums = re.search(r"^Checksums-Sha256:\n((?: .*\n?)+)", record, re.M)
+            if "Version" not in fields or checksums is None:
+                continue
+            files = {}
+            for line in checksums.group(1).splitlines():
+                sha256, size, name = line.split()
+                files[name] = (f"{fields['Directory']}/{name}", int(size), sha256)
+            versions[fields["Version"]] = files
+        if not versions:
+            raise PinError(f"the {self.suite} mirror has no source package {package}")
+        return versions
+
     def clean(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
