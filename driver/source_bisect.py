@@ -81,7 +81,9 @@ def bisect_source(spec: str, good_rev: str, bad_rev: str, steps_ref: str | None,
     trees = work / "trees"
 
     def env_at(rev: str):
-        return base.with_sources(**{c.name: registry.Source(registry.BUILD, paths=(("tree", str(_export(repo, rev, trees))),))})
+        # One workspace for the repository: a commit compiles only what it changed.
+        tree = str(_export(repo, rev, trees))
+        return base.with_sources(**{c.name: registry.Source(registry.BUILD, paths=(("tree", tree), ("workspace", str(repo))))})
 
     b = Bisect(Endpoint(env_at(good), sc, good), Endpoint(env_at(bad), sc, bad), sc, tries, work)
     report: dict = {"component": c.name, "repository": str(repo), "good": good, "bad": bad, "steps": sc.name, "tries": tries,

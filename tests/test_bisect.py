@@ -86,3 +86,63 @@ def test_bad_bisect_arguments_are_one_clear_error(tmp_path):
     ):
         proc = venus_repro("bisect", *args, "--run-dir", str(tmp_path / "w"), cwd=tmp_path)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
+
+
+def _commit(repo: Path, message: str) -> str:
+    import subprocess
+
+    git = ["git", "-C", str(repo), "-c", "user.name=venus-repro test", "-c", "user.email=test@venus-repro.invalid"]
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", message], check=True)
+    return subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture
+def virglrenderer_history(tmp_path) -> tuple[Path, dict[str, str]]:
+    """virglrenderer 1.1.0, then: a commit that breaks guest instance creation, one that does not compile, one that
+    fixes that, one harmless. Bisect's first pick is the middle one, which does not build: it is skipped."""
+    import subprocess
+    import tarfile
+
+    from test_build import _source
+
+    repo = tmp_path / "virglrenderer"
+    repo.mkdir()
+    with tarfile.open(_source("virglrenderer-1.1.0.tar.gz")) as t:
+        t.extractall(tmp_path / "unpacked")
+    (top,) = (tmp_path / "unpacked").iterdir()
+    for p in top.iterdir():
+        p.rename(repo / p.name)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    revs = {"import": _commit(repo, "virglrenderer 1.1.0")}
+    instance = repo / "src/venus/vkr_instance.c"
+    text = instance.read_text()
+    assert "if (instance_version < VK_API_VERSION_1_1) {" in text
+    instance.write_text(text.replace("if (instance_version < VK_API_VERSION_1_1) {", "if (instance_version < VK_API_VERSION_1_1 || instance_version) {"))
+    revs["breaks"] = _commit(repo, "venus: require a newer instance version")
+    context = repo / "src/venus/vkr_context.c"
+    context.write_text(context.read_text() + "\nthis is not C;\n")
+    revs["no-build"] = _commit(repo, "venus: a change that does not compile")
+    context.write_text(context.read_text().replace("\nthis is not C;\n", ""))
+    revs["fixed"] = _commit(repo, "venus: compile again")
+    (repo / "NOTES").write_text("a harmless change\n")
+    revs["notes"] = _commit(repo, "notes")
+    return repo, revs
+
+
+@pytest.mark.vm
+def test_bisect_through_a_source_history_names_the_breaking_commit_and_skips_one_that_does_not_build(provisioned, tmp_path, no_leftovers, virglrenderer_history):
+    repo, revs = virglrenderer_history
+    (tmp_path / "tri.yaml").write_text(STEPS)
+    proc, report = _bisect("--source", f"virglrenderer={repo}", "--good", revs["import"], "--bad", revs["notes"],
+                           "--steps", str(tmp_path / "tri.yaml"), "--run-dir", str(tmp_path / "b"), timeout=3600)  # fmt: skip
+    assert proc.returncode == 0 and report["outcome"] == "found", (report, proc.stderr[-3000:])
+    assert report["commit"] == revs["breaks"] and report["subject"] == "venus: require a newer instance version"
+    assert [s["commit"] for s in report["skipped"]] == [revs["no-build"]]
+    assert "failed" in report["skipped"][0]["why"] and "not C" in report["skipped"][0]["why"]
+    verdicts = {r["applied"][0]: r["verdict"] for r in report["runs"]}
+    assert verdicts == {revs["notes"]: "fail", revs["import"]: "pass", revs["no-build"]: "untestable", revs["breaks"]: "fail"}
+    assert report["signature"].startswith("test_tri: runs in the guest")
+    # Every build happened in the repository's one workspace (a commit recompiles only what it changed).
+    builds = proc.stderr.count("building virglrenderer from")
+    assert proc.stderr.count("file(s) changed since its last build") == builds

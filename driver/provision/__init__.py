@@ -313,7 +313,7 @@ class Provisioner:
                     if c.name != "guest_kernel":
                         overrides[c.part(part).key] = Path(path)
             elif src.kind == registry.BUILD:
-                product = build.build_component(c.build, self, src.path("tree"), src.options)
+                product = build.build_component(c.build, self, src.path("tree"), src.options, dict(src.paths).get("workspace"))
                 builds[c.name] = product
                 if c.side == "host":
                     overrides.update(product.overrides)

@@ -95,8 +95,14 @@ def meson_option(opt: str) -> None:
         raise UsageError(f"meson option {opt!r}: give -Dname=value")
 
 
-def build(provisioner: Provisioner, recipe: Recipe, source: Path, options: tuple[str, ...] = ()) -> tuple[Path, dict]:
-    """Build (once) ``source`` with ``options`` in the recipe's pinned tool root: (product folder, build.json)."""
+def build(provisioner: Provisioner, recipe: Recipe, source: Path, options: tuple[str, ...] = (), workspace: str | None = None) -> tuple[Path, dict]:
+    """Build (once) ``source`` with ``options`` in the recipe's pinned tool root: (product folder, build.json).
+
+    ``workspace`` (a name: one repository's history, as bisect --source builds it) keeps
+    the build folder between trees: each tree is synced into its source folder by
+    content, so only what changed is compiled again, as in a checkout that ``git
+    bisect`` moves. The product is the same as a clean build's, cached the same way.
+    """
     source = source.resolve()
     for opt in options:
         recipe.check_option(opt)
@@ -114,16 +120,67 @@ def build(provisioner: Provisioner, recipe: Recipe, source: Path, options: tuple
                 "tool_pins_sha256": set_digest(pins), "key": key}  # fmt: skip
         failed_log = provisioner.cache / "logs" / f"build-{recipe.name}-{key}.log"
         with log.nested(f"building {recipe.name} from {source.name} ({' '.join(options) or 'default options'})"):
-            sysroot.build_once(final, lambda tmp: _build(provisioner.cache, root, recipe, source, options, info, tmp, failed_log))
+            space = None
+            if workspace is not None and source.is_dir():
+                space = provisioner.cache / "workspaces" / f"{recipe.name}-{set_digest(pins, workspace, recipe.revision, *recipe.base, *options)}"
+            sysroot.build_once(final, lambda tmp: _build(provisioner.cache, root, recipe, source, options, info, tmp, failed_log, space))
     record = final / BUILD_JSON
     return final, json.loads(record.read_text()) if record.is_file() else {}
 
 
-def _build(cache: Path, root: Path, recipe: Recipe, source: Path, options: tuple[str, ...], info: dict, out: Path, failed_log: Path) -> None:
+def sync_tree(source: Path, into: Path) -> int:
+    """Make ``into`` hold exactly ``source``'s files, writing only those whose content differs; how many were written.
+
+    Unchanged files keep their times, so ninja rebuilds only what changed.
+    """
+    into.mkdir(parents=True, exist_ok=True)
+    wanted = {p.relative_to(source) for p in source.rglob("*") if not p.is_dir() or p.is_symlink()}
+    written = 0
+    for rel in sorted(wanted):
+        src, dst = source / rel, into / rel
+        if src.is_symlink():
+            if not dst.is_symlink() or os.readlink(dst) != os.readlink(src):
+                if dst.exists() or dst.is_symlink():
+                    dst.unlink()
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(os.readlink(src), dst)
+                written += 1
+            continue
+        data = src.read_bytes()
+        if dst.is_symlink() or not dst.is_file() or dst.stat().st_size != len(data) or dst.read_bytes() != data:
+            if dst.is_symlink():
+                dst.unlink()
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(data)
+            os.chmod(dst, src.stat().st_mode & 0o7777)
+            written += 1
+    for path in sorted(into.rglob("*"), reverse=True):
+        rel = path.relative_to(into)
+        if rel not in wanted and not (path.is_dir() and not path.is_symlink()):
+            path.unlink()
+            written += 1
+    return written
+
+
+def _build(cache: Path, root: Path, recipe: Recipe, source: Path, options: tuple[str, ...], info: dict, out: Path, failed_log: Path,
+           space: Path | None = None) -> None:  # fmt: skip
     out.mkdir(parents=True)
-    work = cache / "tmp" / f"build-{recipe.name}-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    if space is not None:
+        # One repository's workspace: its build folder outlives this build (never two builds at once in it).
+        work = space
+        work.mkdir(parents=True, exist_ok=True)
+        lock = open(work / ".lock", "w")
+        import fcntl
+
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        changed = sync_tree(source, work / "src")
+        shutil.rmtree(work / "inst", ignore_errors=True)
+        log.info(f"workspace {work.name}: {changed} file(s) changed since its last build")
+        source = work / "src"
+    else:
+        work = cache / "tmp" / f"build-{recipe.name}-{os.getpid()}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
     build_log = out / "build.log"
     binds = [out, work, *([source] if source.is_dir() else [source.parent])]
     start = time.monotonic()
@@ -145,7 +202,10 @@ def _build(cache: Path, root: Path, recipe: Recipe, source: Path, options: tuple
                     built=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))  # fmt: skip
         (out / BUILD_JSON).write_text(json.dumps(info, indent=1) + "\n")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if space is None:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            lock.close()
 
 
 _STEP = re.compile(r"^\[(\d+)/(\d+)\]")
@@ -217,7 +277,7 @@ class VirglBuild:
 
 def _virgl_script(tree: Path, work: Path, out: Path, options: tuple[str, ...]) -> list[str]:
     return [
-        f"meson setup {q(str(work / 'build'))} {q(str(tree))} --prefix=/usr --libdir=lib {' '.join(q(o) for o in options)}",
+        f"[ -f {q(str(work / 'build'))}/build.ninja ] || meson setup {q(str(work / 'build'))} {q(str(tree))} --prefix=/usr --libdir=lib {' '.join(q(o) for o in options)}",
         f"ninja -C {q(str(work / 'build'))}",
         f"DESTDIR={q(str(work / 'inst'))} meson install -C {q(str(work / 'build'))} --no-rebuild",
         f"mkdir -p {q(str(out))}/lib {q(str(out))}/libexec",
@@ -234,9 +294,9 @@ VIRGLRENDERER = Recipe(
 )  # fmt: skip
 
 
-def build_virglrenderer(provisioner: Provisioner, source: Path, options: tuple[str, ...] = ()) -> VirglBuild:
+def build_virglrenderer(provisioner: Provisioner, source: Path, options: tuple[str, ...] = (), workspace: str | None = None) -> VirglBuild:
     """Build (once) ``source`` with ``options`` in the pinned build root; the cached result."""
-    final, info = build(provisioner, VIRGLRENDERER, source, options)
+    final, info = build(provisioner, VIRGLRENDERER, source, options, workspace)
     libs = sorted((final / "lib").glob("libvirglrenderer.so.1"))
     server = final / "libexec" / "virgl_render_server"
     if not libs or not server.is_file():
@@ -331,7 +391,7 @@ def _mesa_recipe(triplet: str) -> Recipe:
             'export MESA_GIT_SHA1_OVERRIDE="$BUILD_KEY"',
             f"cat > {w}/cross.ini <<'EOF'\n{_mesa_cross_file(triplet)}\nEOF",
             f"cat {w}/cross.ini",
-            f"meson setup {w}/build {q(str(tree))} --cross-file {w}/cross.ini --prefix=/usr --libdir=lib/{triplet} "
+            f"[ -f {w}/build/build.ninja ] || meson setup {w}/build {q(str(tree))} --cross-file {w}/cross.ini --prefix=/usr --libdir=lib/{triplet} "
             + " ".join(q(o) for o in options),
             f"ninja -C {w}/build",
             f"DESTDIR={w}/inst meson install -C {w}/build --no-rebuild",
@@ -381,11 +441,11 @@ class MesaBuild:
         return f"{self.info.get('mesa_version') or '?'} (build {self.info.get('key', '')[:10]})"
 
 
-def build_mesa(provisioner: Provisioner, source: Path, options: tuple[str, ...] = ()) -> MesaBuild:
+def build_mesa(provisioner: Provisioner, source: Path, options: tuple[str, ...] = (), workspace: str | None = None) -> MesaBuild:
     """Build (once) Mesa's Venus ICD from ``source`` for the guest's architecture; the cached product."""
     profile = provisioner.profile
     arch = profile.tool_targets.get("mesa-build", (profile.guest_arch,))[0]
-    final, info = build(provisioner, _mesa_recipe(_GNU[arch]), source, options)
+    final, info = build(provisioner, _mesa_recipe(_GNU[arch]), source, options, workspace)
     library = final / info.get("guest_library", "").lstrip("/")
     if not info or not library.is_file() or not (final / ICD_JSON).is_file():
         raise ProvisionError(f"{final}: the build has no {ICD_LIBRARY} or {ICD_JSON}")
@@ -423,7 +483,7 @@ def _qemu_recipe(host_arch: str) -> Recipe:
         return [
             f"mkdir -p {w}/build && cd {w}/build",
             # gcc by name: /usr/bin/cc is an alternatives link that no maintainer script made here.
-            f"{q(str(tree))}/configure --prefix=/usr --cc=gcc " + " ".join(q(o) for o in options),
+            f"[ -f build.ninja ] || {q(str(tree))}/configure --prefix=/usr --cc=gcc " + " ".join(q(o) for o in options),
             f"ninja -C {w}/build qemu-system-aarch64",
             f"mkdir -p {q(str(out))}/bin && cp {w}/build/qemu-system-aarch64 {q(str(out))}/{QEMU_BINARY}",
         ]
@@ -454,11 +514,11 @@ class QemuBuild:
         return f"{self.info.get('qemu_version') or '?'} (build {self.info.get('key', '')[:10]})"
 
 
-def build_qemu(provisioner: Provisioner, source: Path, options: tuple[str, ...] = ()) -> QemuBuild:
+def build_qemu(provisioner: Provisioner, source: Path, options: tuple[str, ...] = (), workspace: str | None = None) -> QemuBuild:
     """Build (once) QEMU's aarch64 system emulator from ``source`` for the host root; the cached product."""
     from ..profile import host_debian_arch
 
-    final, info = build(provisioner, _qemu_recipe(host_debian_arch()), source, options)
+    final, info = build(provisioner, _qemu_recipe(host_debian_arch()), source, options, workspace)
     if not info or not (final / QEMU_BINARY).is_file():
         raise ProvisionError(f"{final}: the build has no {QEMU_BINARY}")
     return QemuBuild(final, final / QEMU_BINARY, info)
@@ -468,10 +528,10 @@ def build_qemu(provisioner: Provisioner, source: Path, options: tuple[str, ...] 
 BUILDERS = {"virglrenderer": build_virglrenderer, "mesa": build_mesa, "qemu": build_qemu}
 
 
-def build_component(kind: str | None, provisioner: Provisioner, source: Path | None, options: tuple[str, ...] = ()):
+def build_component(kind: str | None, provisioner: Provisioner, source: Path | None, options: tuple[str, ...] = (), workspace: str | None = None):
     """A registry component's ``build`` source: its builder's cached product (``overrides``, ``folder``, ``version``)."""
     if kind not in BUILDERS or source is None:
         raise UsageError(f"no builder for {kind} (builders: {', '.join(BUILDERS)})")
     if kind != "qemu":
         options = tuple(o if o.startswith("-") else f"-D{o}" for o in options)
-    return BUILDERS[kind](provisioner, source, options)
+    return BUILDERS[kind](provisioner, source, options, workspace)
