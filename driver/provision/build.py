@@ -176,7 +176,6 @@ def _build(cache: Path, root: Path, recipe: Recipe, source: Path, options: tuple
         changed = sync_tree(source, work / "src")
         shutil.rmtree(work / "inst", ignore_errors=True)
         log.info(f"workspace {work.name}: {changed} file(s) changed since its last build")
-        source = work / "src"
     else:
         work = cache / "tmp" / f"build-{recipe.name}-{os.getpid()}"
         shutil.rmtree(work, ignore_errors=True)
@@ -185,7 +184,9 @@ def _build(cache: Path, root: Path, recipe: Recipe, source: Path, options: tuple
     binds = [out, work, *([source] if source.is_dir() else [source.parent])]
     start = time.monotonic()
     try:
-        if source.is_file():
+        if space is not None:
+            tree = work / "src"
+        elif source.is_file():
             _run(root, [f"mkdir -p {q(str(work / 'src'))}", f"tar -xf {q(str(source))} -C {q(str(work / 'src'))}"],
                  binds, build_log, "unpacking", failed_log, source, info["key"])  # fmt: skip
             top = work / "src"
