@@ -156,8 +156,38 @@ _PROFILE = ("page_size", "guest_modules", "guest_drop")
 _QEMU = ("machine", "cpu", "smp", "memory", "hostmem")
 
 
+# A nix-profile environment's components are its manifest's fields (provision/manifest.py), by role.
+MANIFEST_FIELDS = {
+    "qemu": ("qemu",), "virglrenderer": ("virglrenderer", "render_server"), "host_vulkan": ("vulkan_icd", "egl_vendor"),
+    "guest_kernel": ("kernel", "page_size"), "guest_base": ("initramfs",), "ring_wake": ("ring_wake",),
+    "host_demos": ("host_demos",), "smp": ("smp",), "hostmem": ("hostmem",), "display": ("display",), "accel": ("accel",),
+}  # fmt: skip
+# Paths inside the manifest's root: with another root they come along with it.
+_INSIDE_ROOT = ("qemu", "virglrenderer", "host_vulkan")
+
+
+def _manifest_differences(good: Environment, bad: Environment) -> list[Difference]:
+    from .provision import manifest
+
+    g, b = manifest.read(good.profile.manifest), manifest.read(bad.profile.manifest)
+    groups = dict(MANIFEST_FIELDS)
+    if g.get("root") != b.get("root"):
+        groups = {k: v for k, v in groups.items() if k not in _INSIDE_ROOT}
+        groups["host root"] = ("root", "vulkaninfo", *(f for k in _INSIDE_ROOT for f in MANIFEST_FIELDS[k]))
+    out = []
+    for name, fields in groups.items():
+        if any(g.get(f) != b.get(f) for f in fields):
+            shown = lambda doc: ", ".join(f"{f} {doc.get(f)}" for f in fields if g.get(f) != b.get(f))  # noqa: E731
+            out.append(Difference(f"manifest:{name}", "manifest", shown(g), shown(b), name if name in registry.BY_NAME else None,
+                                  packages=fields))  # fmt: skip
+    return out
+
+
 def differences(good: Environment, bad: Environment) -> list[Difference]:
-    out = _layer_differences(good, bad) + _source_differences(good, bad)
+    nix = (good.profile.manifest is not None, bad.profile.manifest is not None)
+    if nix[0] != nix[1]:
+        raise UsageError("bisect takes two environments of one kind: both Debian-profile (pins) or both nix-profile (manifests)")
+    out = _manifest_differences(good, bad) if nix[0] else _layer_differences(good, bad) + _source_differences(good, bad)
     def shown(env: Environment, f: str) -> str:
         value = getattr(env.machine, f)
         if value is None and f == "gpu_options":
@@ -171,13 +201,13 @@ def differences(good: Environment, bad: Environment) -> list[Difference]:
     for k in sorted(set(ga) | set(ba)):
         if ga.get(k) != ba.get(k):
             out.append(Difference(f"machine.host_env.{k}", "machine", str(ga.get(k)), str(ba.get(k)), field=f"host_env.{k}"))
-    if good.required_page_size != bad.required_page_size:
+    if good.required_page_size != bad.required_page_size and not nix[0]:
         out.append(Difference("page_size (required)", "profile", str(good.required_page_size), str(bad.required_page_size), field="required_page_size"))
-    for f in _PROFILE[1:]:
+    for f in _PROFILE[1:] if not nix[0] else ():
         a, b = getattr(good.profile, f), getattr(bad.profile, f)
         if a != b:
             out.append(Difference(f"profile.{f}", "profile", " ".join(a), " ".join(b), field=f))
-    for f in _QEMU:
+    for f in _QEMU if not nix[0] else ():
         a, b = getattr(good.profile.qemu, f), getattr(bad.profile.qemu, f)
         if a != b:
             out.append(Difference(f"profile.qemu.{f}", "profile", str(a), str(b), field=f"qemu.{f}"))
@@ -191,13 +221,37 @@ class Untestable(VenusReproError):
     """A candidate that cannot be made or run for a reason that isn't the steps."""
 
 
-def apply(good: Environment, bad: Environment, chosen: list[Difference], fields_of: Callable) -> Environment:
+def _apply_manifest(good: Environment, bad: Environment, chosen: list[Difference], work: Path) -> Environment:
+    """GOOD's manifest with ``chosen`` of BAD's fields, written where the bisect keeps its candidates."""
+    from .provision import manifest
+
+    doc = manifest.read(good.profile.manifest)
+    other = manifest.read(bad.profile.manifest)
+    for d in chosen:
+        if d.kind == "manifest":
+            for f in d.packages:
+                if f in other:
+                    doc[f] = other[f]
+                else:
+                    doc.pop(f, None)
+    text = json.dumps(doc, indent=1, sort_keys=True) + "\n"
+    path = work / "manifests" / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return dataclasses.replace(good, profile=manifest.profile(path))
+
+
+def apply(good: Environment, bad: Environment, chosen: list[Difference], fields_of: Callable, work: Path | None = None) -> Environment:
     """GOOD's environment with ``chosen`` of BAD's differences (packages mixed so that their relations hold)."""
+    if good.profile.manifest is not None:
+        good = _apply_manifest(good, bad, chosen, work or Path(tempfile.mkdtemp(prefix="venus-repro-manifest-")))
     env = dataclasses.replace(good, sources=tuple((n, s) for n, s in good.sources if s.kind != registry.SUITE))
     seeds: dict[str, set[str]] = {}
     machine, profile = dataclasses.asdict(env.machine), env.profile
     page_size = env.page_size
     for d in chosen:
+        if d.kind == "manifest":
+            continue  # in the manifest already
         if d.kind == "packages":
             seeds.setdefault(d.layer, set()).update(d.packages)
         elif d.kind == "source":
@@ -243,7 +297,7 @@ def _mix_guest(good: Environment, bad: Environment, names: set[str], fields_of, 
     base = [*good.layer("guest"), *good.layer(GUEST_EXTRA)]
     other = [*bad.layer("guest"), *bad.layer(GUEST_EXTRA)]
     mixed = mix_pins(base, other, names, fields_of, what)
-    guest_names = {p.name for p in good.layer("guest")}
+    guest_names = {p.name for p in (*good.layer("guest"), *bad.layer("guest"))}  # the rest: a scenario's packages
     return {"guest": tuple(p for p in mixed if p.name in guest_names), GUEST_EXTRA: tuple(p for p in mixed if p.name not in guest_names)}
 
 
@@ -303,7 +357,8 @@ class Bisect:
         self.boot_timeout = boot_timeout
         self.log_path = work / "bisect.json"
         self.runs: list[dict] = []
-        self.cache: dict[str, dict] = {}
+        self.cache: dict[str, list[dict]] = {}  # environment digest → its runs (recorded and new), in order
+        self.answered: dict[str, dict] = {}  # environment digest → its outcome, this session
         self.bad_signature: str | None = None
         self.steps_digest = hashlib.sha256(scenario.dump(dataclasses.replace(steps, sources=(), machine=MachineOptions())).encode()).hexdigest()
         self.doc: dict = {"format": FORMAT, "good": good.where, "bad": bad.where, "steps": steps.name, "tries": tries, "runs": self.runs}
@@ -339,8 +394,11 @@ class Bisect:
             entry = recorded[tried]
             log.info(f"{label}: {entry['verdict']} (recorded, {entry['run_dir']})")
             self.runs.append(entry)
+            self.cache.setdefault(digest, [])
             return entry
-        run_dir = self.work / f"run-{len(self.runs) + 1:02d}-{label.split()[0]}"
+        n = len(self.runs) + 1
+        while (run_dir := self.work / f"run-{n:02d}-{label.split()[0]}").exists():
+            n += 1  # a run an interruption left unrecorded stays for a look, under its own name
         entry = {"label": label, "applied": applied, "environment_sha256": digest, "steps_sha256": self.steps_digest, "run_dir": str(run_dir)}
         sc = self.steps.in_environment(env)
         try:
@@ -361,12 +419,25 @@ class Bisect:
             entry["verdict"], entry["why"] = UNTESTABLE, str(exc)
         entry["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
         self.runs.append(entry)
+        self.cache.setdefault(digest, []).append(entry)
         self.save()
         log.info(f"{label}: {entry['verdict'].upper()}" + (f" ({entry.get('why')})" if entry.get("why") else ""))
         return entry
 
     def outcome(self, env: Environment, label: str, applied: list[str]) -> dict:
-        """As BISECT_TRIES: the first failure is the answer; a pass is tried again, ``tries`` times in all."""
+        """As BISECT_TRIES: the first failure is the answer; a pass is tried again, ``tries`` times in all.
+
+        An environment already answered (another subset that mixes to the same pins) is not run again.
+        """
+        done = self.answered.get(env.digest)
+        if done is not None:
+            log.info(f"{label}: {done['verdict']} (the same environment as {done['label']})")
+            return done
+        entry = self._tries(env, label, applied)
+        self.answered[env.digest] = entry
+        return entry
+
+    def _tries(self, env: Environment, label: str, applied: list[str]) -> dict:
         for i in range(self.tries):
             entry = self._one(env, label + (f" (try {i + 1})" if i else ""), applied)
             if entry["verdict"] != PASS:
@@ -410,14 +481,22 @@ def bisect(good: Endpoint, bad: Endpoint, steps: Scenario | None, tries: int, wo
     prov = Provisioner(good.env.profile)
     counter = [0]
 
+    memo: dict[tuple[str, ...], str] = {}
+
     def test_with(base_diffs: list[Difference]) -> Callable[[list], str]:
         def test(subset: list) -> str:
             chosen = [*base_diffs, *subset]
             if not subset:
                 return PASS
+            key = tuple(sorted(_name(d) for d in chosen))
+            if key not in memo:
+                memo[key] = run_candidate(chosen)
+            return memo[key]
+
+        def run_candidate(chosen: list[Difference]) -> str:
             counter[0] += 1
             try:
-                env = apply(good.env, bad.env, chosen, _fields_of(prov))
+                env = apply(good.env, bad.env, chosen, _fields_of(prov), work)
             except Untestable as exc:
                 entry = {"label": f"candidate-{counter[0]}", "applied": [_name(d) for d in chosen], "verdict": UNTESTABLE, "why": str(exc),
                          "environment_sha256": None, "run_dir": None}  # fmt: skip
@@ -469,7 +548,7 @@ def _run_row(r: dict) -> dict:
 def _reproducer(work: Path, steps: Scenario, good: Environment, bad: Environment, culprit: list[Difference], prov) -> Path:
     """GOOD + the culprit (fails) beside GOOD (passes): a scenario and an environment each."""
     folder = work / "reproducer"
-    for name, env in (("fails", apply(good, bad, culprit, _fields_of(prov))), ("passes", good)):
+    for name, env in (("fails", apply(good, bad, culprit, _fields_of(prov), work)), ("passes", good)):
         (folder / name).mkdir(parents=True, exist_ok=True)
         scenario.save(steps.in_environment(env), folder / name)
         env.write(folder / name / "environment.json")

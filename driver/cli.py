@@ -133,7 +133,12 @@ def parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--version", action="version", version=f"venus-repro {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_command_run, _command_bench, _command_fingerprint, _command_compare, _command_bundle, _command_bisect, _command_replay, _command_doctor, _command_boot, _command_provision, _command_lock, _command_diagnose, _command_builds, _command_unpack, _command_guest_initramfs, _command_carry, _command_demos):
+        add(sub)
+    return ap
 
+
+def _command_run(sub) -> None:
     p = sub.add_parser("run", help="provision, boot, run a scenario's demos and programs, print the verdict")
     p.add_argument("scenario", nargs="?", metavar="SCENARIO|FILE", help="built-in scenario name or YAML file (default: venus-demos)")
     p.add_argument("--profile", help="profile name or YAML path (default: the scenario's), or nix")
@@ -163,6 +168,8 @@ def parser() -> argparse.ArgumentParser:
         "root), to compare their outputs with the guest's (built-in scenarios may without it)",
     )  # fmt: skip
 
+
+def _command_bench(sub) -> None:
     p = sub.add_parser("bench", help="measure Venus efficiency, zero-copy gain and time to verdict")
     _add_profile(p)
     p.add_argument("--demo", action="append", metavar="NAME", help="benchmark only this demo (repeatable)")
@@ -173,20 +180,28 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, help="where to write bench.json, bench.png and the runs")
     p.add_argument("--json", action="store_true", help="print bench.json to stdout")
 
+
+def _command_fingerprint(sub) -> None:
     p = sub.add_parser("fingerprint", help="the identity of every component of this environment")
     _add_profile(p)
     _add_kernel(p)
     p.add_argument("--json", action="store_true", help="print it as JSON")
 
+
+def _command_compare(sub) -> None:
     p = sub.add_parser("compare", help="what differs between two runs, most suspicious first")
     p.add_argument("run_a", type=Path, metavar="RUN_A")
     p.add_argument("run_b", type=Path, metavar="RUN_B")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
 
+
+def _command_bundle(sub) -> None:
     p = sub.add_parser("bundle", help="pack a run (scenario, lock, fingerprint, logs, frames) for a bug report")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("-o", "--output", type=Path, help="the archive to write (default: RUN_DIR.venus-bundle.tar.gz)")
 
+
+def _command_bisect(sub) -> None:
     p = sub.add_parser("bisect", help="find which difference between two environments (or which commit) breaks a run, proven by runs")
     p.add_argument("good", nargs="?", metavar="GOOD", help="a run directory, a bundle or a scenario file that passes")
     p.add_argument("bad", nargs="?", metavar="BAD", help="one that fails (its steps are run unless --steps)")
@@ -200,6 +215,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--bad", dest="bad_rev", metavar="REV", help="with --source: a commit that fails")
     p.add_argument("--profile", help="with --source: the profile the builds run on (default: the steps' scenario's)")
 
+
+def _command_replay(sub) -> None:
     p = sub.add_parser("replay", help="run a bundle's scenario with its pins here and compare with the original")
     p.add_argument("bundle", type=Path, metavar="BUNDLE")
     p.add_argument("--run-dir", type=Path, help="where to write the new run")
@@ -210,22 +227,30 @@ def parser() -> argparse.ArgumentParser:
         "programs and loads libraries the bundle names, as root (default: report them, use none)",
     )  # fmt: skip
 
+
+def _command_doctor(sub) -> None:
     p = sub.add_parser("doctor", help="preflight this host and the selected components (no boot)")
     _add_profile(p)
     _add_kernel(p)
     _add_machine(p)
     p.add_argument("--json", action="store_true", help="print the checks as JSON")
 
+
+def _command_boot(sub) -> None:
     p = sub.add_parser("boot", help="boot the VM with an interactive serial console")
     _add_profile(p)
     _add_kernel(p)
     p.add_argument("--run-dir", type=Path, help="where to write the run's files")
 
+
+def _command_provision(sub) -> None:
     p = sub.add_parser("provision", help="download, verify and build every component (no boot)")
     _add_profile(p)
     p.add_argument("--kernel-flavour", metavar="FLAVOUR", help="guest kernel flavour (default: the profile's)")
     p.add_argument("--json", action="store_true", help="print the components as JSON")
 
+
+def _command_lock(sub) -> None:
     p = sub.add_parser("lock", help="check the lock file, or --refresh it from the mirror")
     _add_profile(p)
     p.add_argument("--refresh", action="store_true", help="re-pin every package to what the mirror serves now")
@@ -233,6 +258,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--only", action="append", default=[], metavar="SET", help="with --refresh: re-pin only this set (repeatable)")
     p.add_argument("--sources", action="store_true", help="with --refresh: re-pin the Debian source packages the build tests use (data/pins/sources.json) instead")
 
+
+def _command_diagnose(sub) -> None:
     p = sub.add_parser("diagnose", help="decode and classify the failures in log files or run directories")
     p.add_argument("paths", nargs="+", type=Path, metavar="FILE|RUN_DIR")
     p.add_argument("--json", action="store_true", help="print {findings, codes} as JSON")
@@ -240,6 +267,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host-page-size", type=int, metavar="BYTES", help="the host's page size (HVF on Apple Silicon: 16384)")
     p.add_argument("--accel", choices=["hvf", "kvm", "tcg", "whpx"], help="the accelerator the logs come from")
 
+
+def _command_builds(sub) -> None:
     for name, what, flag, example in (
         ("build-virglrenderer", "build a virglrenderer source tree (upstream or your fork) for --virglrenderer/--render-server",
          "-D", "a meson option, e.g. -D render-server-worker=thread or -D vulkan-preload=false"),
@@ -255,16 +284,22 @@ def parser() -> argparse.ArgumentParser:
                        help=f"{example} (repeatable)")  # fmt: skip
         p.add_argument("--json", action="store_true", help="print the build as JSON")
 
+
+def _command_unpack(sub) -> None:
     p = sub.add_parser("unpack", help="unpack .deb files the way provisioning does (Python; no dpkg needed)")
     p.add_argument("debs", nargs="+", type=Path, metavar="DEB")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
 
+
+def _command_guest_initramfs(sub) -> None:
     p = sub.add_parser("guest-initramfs", help="assemble the guest (kernel + initramfs) from the lock's packages, no root needed")
     _add_profile(p)
     p.add_argument("--demos", type=Path, required=True, metavar="DIR", help="the guest (aarch64) demo binaries")
     p.add_argument("--kernel-flavour", metavar="FLAVOUR", help="guest kernel flavour (default: the profile's)")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="where vmlinuz, initrd.cpio and release go")
 
+
+def _command_carry(sub) -> None:
     p = sub.add_parser("carry", help="pack the components for a GPU machine without network, or unpack them there")
     carry = p.add_subparsers(dest="carry_command", required=True, metavar="pack|unpack")
     q = carry.add_parser("pack", help="one .tar.xz: a runtime root without Mesa, the guest, the demos, a manifest")
@@ -275,6 +310,8 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("carry", type=Path, metavar="CARRY.tar.xz")
     q.add_argument("dest", type=Path, metavar="DIR")
 
+
+def _command_demos(sub) -> None:
     p = sub.add_parser("demos", help="list the demos (or print their build recipe)")
     p.add_argument("--build-script", action="store_true", help="print the shell lines that build every demo (used by nix/demos.nix)")
     p.add_argument("--cc", default="cc", help="with --build-script: the C compiler (default: cc)")
@@ -282,8 +319,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--shaders", type=Path, default=Path("shaders"), help="with --build-script: where the SPIR-V headers go")
     p.add_argument("--vulkan", default="-lvulkan", metavar="LIB",
                    help="with --build-script: how to link the Vulkan loader (default -lvulkan; a cross build names the target's libvulkan.so.1)")  # fmt: skip
-    return ap
-
 
 def cmd_run(args) -> int:
     from .report import render

@@ -126,6 +126,7 @@ class Environment:
                 "name": p.name, "ref": p.ref, "suite": p.suite, "page_size": p.page_size, "guest_arch": p.guest_arch,
                 "guest_drop": list(p.guest_drop), "guest_modules": list(p.guest_modules), "kernels": dict(p.kernels),
                 "default_kernel": p.default_kernel, "qemu": dataclasses.asdict(p.qemu),
+                **({"manifest": str(p.manifest)} if p.manifest is not None else {}),
             },
             "kernel_flavour": self.kernel_flavour,
             "page_size": self.page_size,
@@ -199,6 +200,11 @@ def _recorded_profile(d: dict) -> Profile:
     """The profile as a run recorded it: a built-in by name where this venus-repro has it, else as recorded."""
     from . import profile as profiles
 
+    if d.get("manifest"):
+        # A nix-profile run: its components are the manifest's store paths, which must still be there.
+        from .provision import manifest
+
+        return manifest.profile(Path(str(d["manifest"])))
     q = d["qemu"]
     recorded = dict(
         name=str(d["name"]), description="(as recorded by the run)", suite=str(d["suite"]), lock_path=Path("/nonexistent"),
@@ -229,10 +235,10 @@ def mix_pins(base: list[Pin], other: list[Pin], seeds: set[str], fields_of, what
 
     by_other = {p.name: p for p in other}
     if exact:
-        take = set(seeds)
+        take, drop = set(seeds), set()
     else:
-        take = debian.mix(_packages(base, fields_of), _packages(other, fields_of), seeds, what)
-    kept = [p for p in base if p.name not in take]
+        take, drop = debian.mix(_packages(base, fields_of), _packages(other, fields_of), seeds, what)
+    kept = [p for p in base if p.name not in take and p.name not in drop]
     return sorted(kept + [by_other[n] for n in take])
 
 

@@ -90,6 +90,8 @@ class Scenario:
     # The components whose other-suite pins are this file's lock's to hold (named in the file itself).
     locked: frozenset[str] = frozenset()
     description: str = ""
+    # The profile the file names (its lock <name>.lock.json is for that one), whatever a run overrides.
+    declared_profile: str | None = None
 
     @property
     def digest(self) -> str:
@@ -120,7 +122,7 @@ class Scenario:
         """Where this scenario's own pins are for ``profile``: <name>.lock.json, or <name>.<profile>.lock.json."""
         if self.path is None:
             return Pinning(locked=frozenset())
-        lock = scenario_lock_path(self.path, None if profile.name == self.profile else profile.name)
+        lock = scenario_lock_path(self.path, None if profile.name == (self.declared_profile or self.profile) else profile.name)
         return Pinning(lock, self.path, self.locked)
 
     def environment(self, profile: Profile) -> Environment:
@@ -388,9 +390,9 @@ def parse(text: str, path: Path | None, host_files: str = REFUSE, host_programs:
     validation = optional(m, "validation", lambda n: scalar(w, n, "validation", bool), False)
     if validation and VALIDATION_PACKAGE not in packages:
         raise w.error(m["validation"][1], "validation", f"needs the layer in the guest: add {VALIDATION_PACKAGE} to guest_packages")
+    profile = optional(m, "profile", lambda n: scalar(w, n, "profile", str), DEFAULT_PROFILE)
     return Scenario(
-        name=name, path=path, text=text,
-        profile=optional(m, "profile", lambda n: scalar(w, n, "profile", str), DEFAULT_PROFILE),
+        name=name, path=path, text=text, profile=profile, declared_profile=profile,
         steps=tuple(r.steps(m["steps"][1])), kernel_flavour=flavour, page_size=page, machine=machine,
         sources=tuple(sorted(sources.items())), files=tuple(optional(m, "files", r.files, [])),
         guest_packages=tuple(packages), expect_findings=tuple(optional(m, "expect_findings", r.findings, [])),

@@ -148,3 +148,23 @@ def test_bisect_through_a_source_history_names_the_breaking_commit_and_skips_one
 
     builds = len(re.findall(r"building virglrenderer from .*…$", proc.stderr, re.M))
     assert proc.stderr.count("file(s) changed since its last build") == builds
+
+
+@pytest.mark.vm
+def test_bisect_between_two_nix_manifests_names_the_field_that_breaks(provisioned, tmp_path, no_leftovers):
+    """Two nix-profile runs (manifests naming the Debian components): the manifest's fields, by role, are the differences."""
+    from test_nix_profile import debian_manifest
+
+    good_doc = debian_manifest(provisioned)
+    bad_doc = {**good_doc, "hostmem": "8M", "smp": 1}
+    runs = {}
+    for name, doc in (("good", good_doc), ("bad", bad_doc)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+        runs[name] = tmp_path / f"{name}-run"
+        proc = venus_repro("run", "--profile", "nix", "--manifest", str(tmp_path / f"{name}.json"), "--demo", "test_tri",
+                           "--frames", "20", "--run-dir", str(runs[name]))  # fmt: skip
+        assert proc.returncode == (0 if name == "good" else 1), proc.stderr[-2000:]
+    proc, report = _bisect(str(runs["good"]), str(runs["bad"]), "--run-dir", str(tmp_path / "b"))
+    assert proc.returncode == 0 and report["outcome"] == "found", (report, proc.stderr[-2000:])
+    assert {d["what"] for d in report["differences"]} == {"manifest:hostmem", "manifest:smp"}
+    assert [c["what"] for c in report["culprit"]] == ["manifest:hostmem"] and "8M" in report["culprit"][0]["bad"]

@@ -123,3 +123,19 @@ def test_an_option_this_mesa_tree_lacks_is_one_provision_error(mesa_tarball):
     proc = venus_repro("build-mesa", str(mesa_tarball), "-D", "no-such-option=true", timeout=3600)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "no-such-option" in proc.stderr[proc.stderr.index("venus-repro: error:"):]
+
+
+@pytest.mark.vm
+def test_the_demos_pass_on_the_built_guest_mesa_and_the_guest_says_it_ran_it(mesa_trixie, mesa_tarball, provisioned, tmp_path, no_leftovers):
+    """The guest's Venus driver from source: frames equal to the host's, and the guest's own facts name that build."""
+    proc = venus_repro("run", "--json", "--run-dir", str(tmp_path / "run"), "--component", f"guest_mesa=build:{mesa_tarball}", timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    demos = [d for d in result["steps"] if d["kind"] == "demo"]
+    assert demos and all(d["checksum_match"] for d in demos)
+    assert {d["driver_info"] for d in demos} == {mesa_trixie["driver_info"]} != {"Mesa 25.0.7-2+deb13u1"}
+    assert result["guest"]["vulkan_icds"]["libvulkan_virtio.so"] == mesa_trixie["library_sha256"]
+    checks = {c["name"]: c["ok"] for c in result["checks"]}
+    assert checks["guest Mesa: the guest holds this build's ICD"] and checks["guest Mesa: the demos ran on this build"]
+    mesa = result["components"]["guest_mesa"]
+    assert mesa["source"] == "build" and mesa["version"].startswith("25.0.7 (build ")

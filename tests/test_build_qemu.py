@@ -74,3 +74,19 @@ def test_the_built_qemu_realizes_venus_with_a_gl_display(qemu_trixie):
 def test_a_second_build_qemu_is_the_cached_product(qemu_trixie, qemu_tarball):
     took = assert_cached("build-qemu", qemu_tarball, qemu_trixie)
     print(f"build-qemu 10.0.13: cold {qemu_trixie['seconds']:.0f} s, cached {took:.1f} s")
+
+
+@pytest.mark.vm
+def test_the_demos_pass_on_the_built_qemu(qemu_trixie, qemu_tarball, provisioned, tmp_path, no_leftovers):
+    """The VMM from source, as a registry component: the same demos, frames equal to the host's, on that binary."""
+    run_dir = tmp_path / "run"
+    proc = venus_repro("run", "--json", "--run-dir", str(run_dir), "--component", f"qemu=build:{qemu_tarball}", timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert all(d["checksum_match"] for d in result["steps"] if d["kind"] == "demo")
+    qemu = result["components"]["qemu"]
+    assert qemu["source"] == "build" and qemu["version"].startswith("10.0.13 (build ")
+    fp = json.loads((run_dir / "fingerprint.json").read_text())["components"]["qemu"]
+    assert fp["binary"] == qemu_trixie["binary"] and fp["binary_sha256"] == qemu_trixie["binary_sha256"]
+    assert fp["build"]["source_sha256"] == qemu_trixie["source_sha256"]
+    assert qemu_trixie["binary"] in (run_dir / "qemu-cmdline.txt").read_text()

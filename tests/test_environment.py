@@ -179,17 +179,20 @@ def test_a_mix_takes_what_the_mixed_in_package_needs_and_no_more():
     other = {p.name: p for p in (_pkg("libc6", "2.43"), _pkg("libdrm2", "2.4.134-3", "libc6 (>= 2.38)"),
                                  _pkg("mesa", "26.1", "libdrm2 (>= 2.4.134-3~), libc6 (>= 2.38), libllvm21"),
                                  _pkg("libllvm21", "21.1", "libc6 (>= 2.41)"), _pkg("tool", "2", "libc6"))}  # fmt: skip
-    assert debian.mix(base, other, {"mesa"}) == {"mesa", "libdrm2", "libllvm21"}
+    assert debian.mix(base, other, {"mesa"}) == ({"mesa", "libdrm2", "libllvm21"}, set())
     # A downgrade that breaks a base package takes the other side's version of it too.
     other["libdrm2"] = _pkg("libdrm2", "2.4.100")
     base["gui"] = _pkg("gui", "1", "libdrm2 (>= 2.4.120)")
     other["gui"] = _pkg("gui", "0.9", "libdrm2")
     other["mesa"] = _pkg("mesa", "24", "libdrm2")
-    assert debian.mix(base, other, {"mesa", "libdrm2"}) == {"mesa", "libdrm2", "gui"}
-    # What nothing can settle is one error naming the relation.
+    assert debian.mix(base, other, {"mesa", "libdrm2"}) == ({"mesa", "libdrm2", "gui"}, set())
+    # A package only the base has, that the mixed-in ones break, goes (the other set never had it).
     del other["gui"]
-    with pytest.raises(debian.Unmixable, match=r"gui 1 needs libdrm2 \(>= 2.4.120\), but the set has libdrm2 2.4.100"):
-        debian.mix(base, other, {"mesa", "libdrm2"}, "mesa from other")
+    assert debian.mix(base, other, {"mesa", "libdrm2"}) == ({"mesa", "libdrm2"}, {"gui"})
+    # What nothing can settle is one error naming the relation.
+    other["tool"] = _pkg("tool", "2", "libdrm2 (>= 3)")
+    with pytest.raises(debian.Unmixable, match=r"tool 2 needs libdrm2 \(>= 3\), but the set has libdrm2 2.4.100"):
+        debian.mix(base, other, {"mesa", "libdrm2", "tool"}, "mesa from other")
     provided = {"a": _pkg("a", "1", "virtual-thing"), "b": _pkg("b", "1", provides="virtual-thing")}
     assert debian.problems(provided) == []
     assert [str(p) for p in debian.problems({"a": _pkg("a", "1", breaks="b (<< 2)"), "b": _pkg("b", "1")})] == ["a 1 breaks b 1"]

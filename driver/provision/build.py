@@ -70,6 +70,7 @@ class Recipe:
     # (tree, work, out, key) → build.json's recipe-specific fields; may finish the product (out) from work.
     finish: Callable[[Path, Path, Path, str], dict] = lambda tree, work, out, key: {}
     revision: str = ""  # part of the key: bump when the recipe changes what it builds
+    copies_tree: bool = False  # the script writes into the tree: a source folder is built from a copy
 
 
 def _source_digest(source: Path) -> str:
@@ -185,6 +186,9 @@ def _build(cache: Path, root: Path, recipe: Recipe, source: Path, options: tuple
     start = time.monotonic()
     try:
         if space is not None:
+            tree = work / "src"
+        elif source.is_dir() and recipe.copies_tree:
+            sync_tree(source, work / "src")
             tree = work / "src"
         elif source.is_file():
             _run(root, [f"mkdir -p {q(str(work / 'src'))}", f"tar -xf {q(str(source))} -C {q(str(work / 'src'))}"],
@@ -476,12 +480,24 @@ def configure_option(opt: str) -> None:
         raise UsageError(f"configure option {opt!r}: give --enable-FEATURE, --disable-FEATURE or --name=value")
 
 
+# The devices the profile's machine has, and no other board's (the device models of every ARM
+# board are half of QEMU's compiles): the virt machine, virtio over PCI, the GPU and the disk.
+# Measured on 10.0.13 here: 1013 compiles instead of 1574, 516 s instead of 741 s, and the
+# binary realizes the Venus GPU with an SDL GL display as the full one does.
+QEMU_DEVICES = "venus-repro"
+QEMU_DEVICES_MAK = "CONFIG_ARM_VIRT=y\nCONFIG_VIRTIO_PCI=y\nCONFIG_VIRTIO_GPU=y\nCONFIG_VIRTIO_BLK=y\nCONFIG_PCI_DEVICES=n\n"
+
+
 def _qemu_recipe(host_arch: str) -> Recipe:
-    base = (*QEMU_BASE, *(["--enable-kvm"] if host_arch == "arm64" else []))
+    base = (*QEMU_BASE, "--without-default-devices", f"--with-devices-aarch64={QEMU_DEVICES}",
+            *(["--enable-kvm"] if host_arch == "arm64" else []))  # fmt: skip
 
     def script(tree: Path, work: Path, out: Path, options: tuple[str, ...]) -> list[str]:
         w = q(str(work))
+        devices = q(f"{tree}/configs/devices/aarch64-softmmu/{QEMU_DEVICES}.mak")
         return [
+            # The device set lives in the tree: this is the build's own copy (copies_tree), never your folder.
+            f"printf '{QEMU_DEVICES_MAK}' > {devices}",
             f"mkdir -p {w}/build && cd {w}/build",
             # gcc by name: /usr/bin/cc is an alternatives link that no maintainer script made here.
             f"[ -f build.ninja ] || {q(str(tree))}/configure --prefix=/usr --cc=gcc " + " ".join(q(o) for o in options),
@@ -494,7 +510,7 @@ def _qemu_recipe(host_arch: str) -> Recipe:
         return {"qemu_version": version, "binary": QEMU_BINARY, "binary_sha256": sha256_file(out / QEMU_BINARY)}
 
     return Recipe(name="qemu", tool="qemu-build", marker="configure", base=base, check_option=configure_option,
-                  script=script, finish=finish, revision="qemu-venus 1")  # fmt: skip
+                  script=script, finish=finish, revision="qemu-venus 2", copies_tree=True)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

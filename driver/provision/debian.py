@@ -198,41 +198,55 @@ class Unmixable(ProvisionError):
         super().__init__(f"{what} cannot be installed together: {shown}")
 
 
-def mix(base: dict[str, Package], other: dict[str, Package], seeds: set[str], what: str = "the mixed packages") -> set[str]:
-    """The names to take from ``other`` into ``base`` so that ``seeds`` come from ``other`` and every relation holds.
+def mix(base: dict[str, Package], other: dict[str, Package], seeds: set[str], what: str = "the mixed packages") -> tuple[set[str], set[str]]:
+    """(the names to take from ``other``, the names of ``base`` to leave out) so that ``seeds`` come from ``other``
+    and every relation holds.
 
-    Packages only ``other`` has may be added; none of ``base`` is removed. An
-    Unmixable error names the relations no choice keeps.
+    Packages only ``other`` has may be added. A package only ``base`` has goes
+    when nothing else settles what it breaks or lacks (forky's gcc-16 once
+    trixie's gcc-14 toolchain is in: the other set never had it). An Unmixable
+    error names the relations no choice keeps.
     """
     missing = seeds - set(other)
     if missing:
         raise ProvisionError(f"{what}: the other set has no {', '.join(sorted(missing))}")
-    take = set(seeds)
+    take: set[str] = set(seeds)
+    drop: set[str] = set()
+    oprov = _providers(other)
+
+    def droppable(name: str) -> bool:
+        return name in base and name not in other and name not in take and name not in drop
+
     while True:
-        current = {**base, **{n: other[n] for n in take}}
+        current = {**{n: p for n, p in base.items() if n not in drop}, **{n: other[n] for n in take}}
         found = problems(current)
         if not found:
-            return take
+            return take, drop
         progress = False
         for prob in found:
             if prob.broken is not None:
-                # One of the pair from the other side (where it differs) settles a Breaks.
-                for name in (prob.broken.name, prob.package.name):
-                    if name not in take and name in other and other[name].version != current[name].version:
-                        take.add(name)
-                        progress = True
-                        break
+                # One of the pair from the other side (where it differs) settles a Breaks; else one only base has goes.
+                pair = (prob.broken.name, prob.package.name)
+                choice = next((n for n in pair if n not in take and n in other and other[n].version != current[n].version), None)
+                if choice is not None:
+                    take.add(choice)
+                    progress = True
+                elif (gone := next((n for n in pair if droppable(n)), None)) is not None:
+                    drop.add(gone)
+                    progress = True
                 continue
             choice = next((r.name for r in prob.wanted if r.name in other and r.name not in take
                            and any(r.allows(v) for _, v in _providers({r.name: other[r.name]}).get(r.name, []))), None)  # fmt: skip
             if choice is None:
                 # A provider through Provides, in the other set.
-                oprov = _providers(other)
                 choice = next((p.name for r in prob.wanted for p, v in oprov.get(r.name, []) if p.name not in take and r.allows(v)), None)
             if choice is None and prob.package.name not in take and prob.package.name in other:
                 choice = prob.package.name  # the other side's version of the package that needs more
             if choice is not None:
                 take.add(choice)
+                progress = True
+            elif droppable(prob.package.name):
+                drop.add(prob.package.name)
                 progress = True
         if not progress:
             raise Unmixable(found, what)
