@@ -8,11 +8,17 @@ decoded; an unknown code is reported as unknown, never dropped.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
+import itertools
+import io
 import json
+import os
 import re
+import stat
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -34,14 +40,29 @@ RUN_FILES = (
 )
 
 
+# A line longer than this is cut to its first MAX_LINE characters for matching, and the report
+# says which lines were cut and how long they were. Every rule and code pattern matches within a
+# line, and the longest real lines seen are far shorter: the QEMU command line of a run here
+# (655 characters), the public trackers' logs in tests/corpus (at most 248), the fixtures (473).
+# The cut bounds what one line costs (a pattern with ".*" may rescan a line from each match
+# position), so diagnosis is linear in its input however it is shaped: one line of 1 MB (a
+# base64 blob, a JSON dump) costs what a 4 KiB line costs. The rest of such a line, up to its
+# line break, is not read.
+MAX_LINE = 4096
+
+
 @dataclasses.dataclass(frozen=True)
 class Line:
     source: str
     number: int
     text: str
+    length: int | None = None  # the line's length when its text was cut to MAX_LINE characters
 
     def as_dict(self) -> dict:
-        return {"source": self.source, "line": self.number, "text": self.text}
+        out = {"source": self.source, "line": self.number, "text": self.text}
+        if self.length is not None:
+            out["cut_from"] = self.length
+        return out
 
 
 @dataclasses.dataclass
@@ -97,52 +118,127 @@ def _fold(text: str) -> str:
 
 
 def read_sources(paths: list[Path]) -> tuple[list[Line], Context]:
-    """Lines from files and run directories, and the context they reveal."""
+    """Lines from files and run directories, and the context they reveal.
+
+    Whatever the files hold is text to read: bytes that are not UTF-8 are replaced, a
+    line longer than MAX_LINE is cut (``Line.length`` says so), and a run directory's
+    logs must be its own plain files (a run directory may come from anyone: a link in it
+    could name any file on this host).
+    """
     lines: list[Line] = []
     ctx = Context()
     for path in paths:
         if not path.exists():
             raise UsageError(f"{path}: no such file or directory")
         if path.is_dir():
-            files = [path / f for f in RUN_FILES if (path / f).exists()]
-            files += sorted(path.glob("guest/*.out")) + sorted(path.glob("guest/*.err"))
+            files = _run_files(path)
             if not files and not (path / "result.json").exists():
                 raise UsageError(f"{path}: not a venus-repro run directory (no logs or result.json in it)")
             _context_from_result(path / "result.json", ctx)
+        elif not (stat.S_ISREG(mode := path.stat().st_mode) or stat.S_ISFIFO(mode)):
+            raise UsageError(f"{path}: not a file or a pipe (a device or a socket): give diagnose a log file")
         else:
             files = [path]
         for f in files:
-            try:
-                text = f.read_bytes().decode(errors="replace")
-            except OSError as exc:
-                raise UsageError(f"{f}: cannot read: {exc.strerror}") from None
-            name = str(f.relative_to(path)) if path.is_dir() else str(f)
-            lines += [Line(name, i, t.rstrip("\r")) for i, t in enumerate(text.splitlines(), 1) if t.strip()]
+            lines += _read_lines(f, str(f.relative_to(path)) if path.is_dir() else str(f))
     _context_from_lines(lines, ctx)
     return lines, ctx
 
 
+def _run_files(run: Path) -> list[Path]:
+    """The logs of run directory ``run`` that exist; a link or a special file among them is an error."""
+    if (run / "guest").is_symlink():
+        raise UsageError(f"{run / 'guest'}: a link, not a folder: diagnose reads only a run directory's own files")
+    files = [run / f for f in RUN_FILES if os.path.lexists(run / f)]
+    files += sorted((run / "guest").glob("*.out")) + sorted((run / "guest").glob("*.err"))
+    for f in files:
+        if f.is_symlink() or not f.is_file():
+            raise UsageError(f"{f}: not a plain file (a link, a folder or a device): diagnose reads only a run directory's own files")
+    return files
+
+
+def _read_lines(path: Path, name: str) -> list[Line]:
+    """The non-blank lines of ``path`` (numbered as ``str.splitlines`` counts them), each cut to MAX_LINE.
+
+    Read as a stream, so a file of any size or shape costs time linear in its size and
+    memory bounded by the lines kept: a line past MAX_LINE is not held beyond its cut.
+    """
+    out: list[Line] = []
+    number = 0
+    pending_cr = False  # the last piece ended in "\r": a "\n" that follows ends the same line
+    try:
+        with open(path, "rb") as raw, io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="") as text:
+            while piece := text.readline(MAX_LINE + 1):
+                if pending_cr and piece.startswith("\n"):
+                    piece = piece[1:]
+                    if not piece:
+                        pending_cr = False
+                        continue
+                length = None
+                if len(piece) > MAX_LINE and not piece.endswith(_BREAKS):
+                    # The line goes on past the cut: skip the rest of it (to its line break).
+                    length, rest = len(piece), piece
+                    while rest and not rest.endswith(_BREAKS):
+                        rest = text.readline(1 << 16)
+                        length += len(rest)
+                    length -= len(rest) - len(rest.rstrip("\r\n"))
+                    pending_cr = rest.endswith("\r")
+                else:
+                    pending_cr = piece.endswith("\r")
+                parts = piece.splitlines()
+                for i, part in enumerate(parts):
+                    number += 1
+                    if not part.strip():
+                        continue
+                    if length is not None and i == len(parts) - 1:
+                        out.append(Line(name, number, part[:MAX_LINE], length - len(piece) + len(part)))
+                    else:
+                        out.append(Line(name, number, part))
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    return out
+
+
+_BREAKS = ("\n", "\r")
+
+
 def _context_from_result(path: Path, ctx: Context) -> None:
-    if not path.exists():
+    """Page sizes from a run's result.json; a field that is not what venus-repro writes is not used."""
+    if not path.is_file() or path.is_symlink():
         return
     try:
-        result = json.loads(path.read_text())
-    except json.JSONDecodeError:
+        with open(path, "rb") as f:
+            result = json.loads(f.read(16 << 20))  # a result.json venus-repro writes is a few KiB
+    except (OSError, ValueError, RecursionError):
         return
-    ctx.guest_page_size = (result.get("guest") or {}).get("page_size") or ctx.guest_page_size
+    if not isinstance(result, dict):
+        return
+    guest = result.get("guest")
+    page = guest.get("page_size") if isinstance(guest, dict) else None
+    if _page_size(page):
+        ctx.guest_page_size = page
     required = result.get("required_page_size")
-    if required:
-        ctx.required_page_size, ctx.required_by = required, f"profile {result.get('profile')}"
+    if _page_size(required):
+        profile = result.get("profile")
+        ctx.required_page_size, ctx.required_by = required, f"profile {profile if isinstance(profile, str) else '?'}"
+
+
+def _page_size(value) -> bool:
+    """Whether ``value`` is a page size venus-repro knows (4K, 16K, 64K)."""
+    return type(value) is int and value in (4096, 16384, 65536)
+
+
+_KERNEL_PAGE_SIZE = re.compile(r"KernelPageSize:\s+([0-9]{1,7}) kB")
+_PAGE_SIZE_KB = re.compile(r"page_size_kb=([0-9]{1,7})")
+_ACCEL = re.compile(r"-accel\s+(hvf|kvm|tcg|whpx)\b")
 
 
 def _context_from_lines(lines: list[Line], ctx: Context) -> None:
-    for line in lines:
-        if ctx.guest_page_size is None:
-            if m := re.search(r"KernelPageSize:\s+(\d+) kB", line.text):
+    for line in lines:  # (each pattern only where its literal is: most lines have none)
+        if ctx.guest_page_size is None and "age" in line.text:
+            if m := _KERNEL_PAGE_SIZE.search(line.text) or _PAGE_SIZE_KB.search(line.text):
                 ctx.guest_page_size = int(m.group(1)) * 1024
-            elif m := re.search(r"page_size_kb=(\d+)", line.text):
-                ctx.guest_page_size = int(m.group(1)) * 1024
-        if ctx.accel is None and (m := re.search(r"-accel\s+(hvf|kvm|tcg|whpx)\b", line.text)):
+        if ctx.accel is None and "-accel" in line.text and (m := _ACCEL.search(line.text)):
             ctx.accel = m.group(1)
 
 
@@ -159,42 +255,161 @@ def _venus_messages() -> list[tuple[re.Pattern, str]]:
     return [(re.compile(k), v) for k, v in codes.venus_messages().items()]
 
 
-@functools.lru_cache(maxsize=65536)
-def codes_in_line(text: str) -> tuple[tuple[str, int | str, str], ...]:
-    """Every code ``text`` holds, decoded: (kind, value, name). One home for what a code is.
+Code = tuple[str, "int | str", str]  # (kind, value, name)
 
-    Cached: decoding and the undecoded-line check both ask for the same lines.
+
+@functools.cache
+def _matchers() -> tuple[tuple[re.Pattern, Callable[[re.Match], list[Code]], bool], ...]:
+    """What a code is, in the order codes are listed: (pattern, the codes a match holds, first match only)."""
+
+    def virtio(kinds: tuple[str, str]) -> Callable[[re.Match], list[Code]]:
+        return lambda m: [(f"virtio-gpu {k[:-1]}", int(raw, 16), codes.virtio_gpu(k, int(raw, 16))) for k, raw in zip(kinds, m.groups())]
+
+    def family(name: str, code: Callable[..., Code]):
+        return [(p, lambda m, d=decode: [code(*f)] if (f := d(m)) is not None else [], False) for p, decode in codes.matchers()[name]]
+
+    def capset(m: re.Match) -> list[Code]:
+        return [("virtio-gpu capset", int(m.group(1)), codes.virtio_gpu("capsets", int(m.group(1))))]
+
+    return (
+        *[(p, virtio(kinds), False) for p, kinds in _CODE_PATTERNS],
+        *family("vkresult", lambda value, name, _: ("VkResult", value, name)),
+        *family("hvf", lambda value, name, _: ("Hypervisor.framework", f"0x{value:08x}", name)),
+        *family("errno", lambda value, name, _: ("errno", value, name)),
+        *family("virtio_gpu", lambda section, value, name: (f"virtio-gpu {section[:-1]}", value, name)),
+        *family("kvm", lambda kind, value, meaning: (kind, value, meaning)),
+        *[(p, lambda m, meaning=meaning: [("guest message", m.group(0), meaning)], True) for p, meaning in _venus_messages()],
+        (re.compile(r"cap set \d+: id (\d+)"), capset, False),
+    )
+
+
+def codes_in_line(text: str) -> tuple[Code, ...]:
+    """Every code ``text`` holds, decoded: (kind, value, name). One home for what a code is."""
+    return _codes_of([text])[0]
+
+
+def _codes_of(texts: list[str]) -> list[tuple[Code, ...]]:
+    """codes_in_line of each of ``texts``, found by scanning them joined, one pass per pattern.
+
+    A match that runs across a line break is none: that line is then read on its own.
     """
-    out: list[tuple[str, int | str, str]] = []
-    for pattern, kinds in _CODE_PATTERNS:
-        for m in pattern.finditer(text):
-            for kind, raw in zip(kinds, m.groups()):
-                value = int(raw, 16)
-                out.append((f"virtio-gpu {kind[:-1]}", value, codes.virtio_gpu(kind, value)))
-    for value, name, _ in codes.vk_results_in(text):
-        out.append(("VkResult", value, name))
-    for value, name, _ in codes.hvf_codes_in(text):
-        out.append(("Hypervisor.framework", f"0x{value:08x}", name))
-    for value, name, _ in codes.errnos_in(text):
-        out.append(("errno", value, name))
-    for section, value, name in codes.virtio_gpu_names_in(text):
-        out.append((f"virtio-gpu {section[:-1]}", value, name))
-    for kind, value, meaning in codes.kvm_codes_in(text):
-        out.append((kind, value, meaning))
-    for pattern, meaning in _venus_messages():
-        if m := pattern.search(text):
-            out.append(("guest message", m.group(0), meaning))
-    for m in re.finditer(r"cap set \d+: id (\d+)", text):
-        out.append(("virtio-gpu capset", int(m.group(1)), codes.virtio_gpu("capsets", int(m.group(1)))))
-    return tuple(out)
+    if not texts:
+        return []
+    blob, starts = _joined(texts)
+    found: list[list[Code]] = [[] for _ in texts]
+    for pattern, decode, first_only in _matchers():
+        hits: dict[int, list[Code]] = {}
+        pos = 0
+        while pos <= len(blob):
+            for m in pattern.finditer(blob, pos):
+                slot = bisect.bisect_right(starts, m.start()) - 1
+                end = starts[slot] + len(texts[slot])
+                if m.end() > end:
+                    alone = pattern.finditer(texts[slot])
+                    hits[slot] = [c for one in itertools.islice(alone, 1 if first_only else None) for c in decode(one)]
+                    pos = end + 1
+                    break
+                if not (first_only and slot in hits):
+                    hits.setdefault(slot, []).extend(decode(m))
+            else:
+                break
+        for slot, held in hits.items():
+            found[slot] += held
+    return [tuple(f) for f in found]
 
 
-def decode_codes(lines: list[Line]) -> list[dict]:
+def _joined(texts: list[str]) -> tuple[str, list[int]]:
+    """``texts`` joined by line breaks, and where each starts."""
+    return "\n".join(texts), list(itertools.accumulate((len(t) + 1 for t in texts[:-1]), initial=0))
+
+
+def _annotated(text: str, found: tuple[Code, ...]) -> str:
+    """What the rules read of a line: its text, then the codes it holds (``found``) in canonical form.
+
+    Rules are written against canonical names (VK_ERROR_OUT_OF_HOST_MEMORY, HV_BAD_ARGUMENT,
+    EFAULT, GET_CAPSET_INFO) and so match every spelling users paste (ERROR_OUT_OF_HOST_MEMORY,
+    ErrorOutOfHostMemory, VkResult -1; err -85377021; "Bad address (os error 14)";
+    "response 0x1200 (command 0x108)").
+    """
+
+    def of(kind: str) -> list[tuple]:
+        return sorted({(value, name) for k, value, name in found if k == kind})
+
+    decoded = [f"{name} ({value})" for value, name in of("VkResult")]
+    decoded += [name for _, name in of("Hypervisor.framework")]
+    decoded += [name.split(":")[0] for _, name in of("errno")]
+    decoded += [name for kind, _, name in found if kind in ("virtio-gpu command", "virtio-gpu response")]
+    return f"{text}  [decoded: {'; '.join(dict.fromkeys(decoded))}]" if decoded else text
+
+
+@functools.cache
+def _compiled(pattern: str) -> tuple[re.Pattern, re.Pattern]:
+    """``pattern`` as a rule means it (on one line), and as it scans the index's joined text."""
+    return re.compile(pattern), re.compile(_literal_first(pattern), re.MULTILINE)
+
+
+_LEADING_BOUNDARY = re.compile(r"\\b(\w)(?![*+?{])")
+
+
+def _literal_first(pattern: str) -> str:
+    """``\\bX…`` as ``X(?<=\\bX)…``: the same matches, found faster (the engine skips ahead to X; see codes.py)."""
+    m = _LEADING_BOUNDARY.match(pattern)
+    return f"{m.group(1)}(?<=\\b{m.group(1)}){pattern[m.end():]}" if m else pattern
+
+
+class _Index:
+    """The lines, each distinct text decoded once, and all distinct texts joined into one string.
+
+    A rule's pattern scans that string in one pass (the regex engine's loop, not one call per
+    line), and each line it hits is checked on its own, so a rule means on the joined text
+    exactly what it means on a line. With each line cut to MAX_LINE, the whole is linear in
+    the input.
+    """
+
+    def __init__(self, lines: list[Line]):
+        self.lines = lines
+        slots: dict[str, int] = {}
+        self.where: list[list[int]] = []  # slot → the positions in ``lines`` holding that text
+        for n, line in enumerate(lines):
+            slot = slots.setdefault(line.text, len(slots))
+            if slot == len(self.where):
+                self.where.append([])
+            self.where[slot].append(n)
+        self.texts = list(slots)
+        self.codes = _codes_of(self.texts)
+        self.annotated = [_annotated(t, c) for t, c in zip(self.texts, self.codes)]
+        self.blob, self.starts = _joined(self.annotated) if lines else ("", [])
+        self._hits: dict[str, frozenset[int]] = {}
+
+    def hits(self, pattern: str) -> frozenset[int]:
+        """The slots whose annotated text ``pattern`` matches."""
+        if pattern not in self._hits:
+            one, joined = _compiled(pattern)
+            found: set[int] = set()
+            pos = 0
+            while self.starts and (m := joined.search(self.blob, pos)):
+                slot = bisect.bisect_right(self.starts, m.start()) - 1
+                if one.search(self.annotated[slot]):  # a match across a line break is none
+                    found.add(slot)
+                if slot + 1 == len(self.starts):
+                    break
+                pos = self.starts[slot + 1]
+            self._hits[pattern] = frozenset(found)
+        return self._hits[pattern]
+
+    def matching(self, patterns: list[str]) -> list[Line]:
+        """The lines (as written, in order) that one of ``patterns`` matches in their annotated form."""
+        slots = set().union(*(self.hits(p) for p in patterns))
+        return [self.lines[n] for n in sorted(n for slot in slots for n in self.where[slot])]
+
+
+def decode_codes(index: _Index) -> list[dict]:
     found: dict[tuple[str, int | str], dict] = {}
-    for line in lines:
-        for kind, value, name in codes_in_line(line.text):
-            entry = found.setdefault((kind, value), {"kind": kind, "value": value, "name": name, "count": 0, "first": line.as_dict()})
-            entry["count"] += 1
+    for slot, held in enumerate(index.codes):  # slots come in the order their first line does
+        for kind, value, name in held:
+            first = index.lines[index.where[slot][0]]
+            entry = found.setdefault((kind, value), {"kind": kind, "value": value, "name": name, "count": 0, "first": first.as_dict()})
+            entry["count"] += len(index.where[slot])
     out = sorted(found.values(), key=lambda e: (e["kind"], str(e["value"])))
     for e in out:
         if e["kind"].startswith("virtio-gpu") and e["kind"] != "virtio-gpu capset":
@@ -203,12 +418,6 @@ def decode_codes(lines: list[Line]) -> list[dict]:
 
 
 # --- findings ---------------------------------------------------------------------------
-
-
-def _matching(lines: list[Line], patterns: list[str]) -> list[Line]:
-    """The lines (as written) that a pattern matches in their annotated form (see _annotated)."""
-    compiled = [re.compile(p) for p in patterns]
-    return [l for l in lines if any(c.search(_annotated(l)) for c in compiled)]
 
 
 def _page_size_finding(rule: dict, ctx: Context) -> Finding | None:
@@ -226,25 +435,7 @@ def _page_size_finding(rule: dict, ctx: Context) -> Finding | None:
     )
 
 
-@functools.lru_cache(maxsize=65536)
-def _annotated(line: Line) -> str:
-    """What the rules read of ``line``: its text, then the VkResults it names in canonical form.
-
-    Rules are written against canonical names (VK_ERROR_OUT_OF_HOST_MEMORY, HV_BAD_ARGUMENT,
-    EFAULT) and so match every spelling users paste (ERROR_OUT_OF_HOST_MEMORY,
-    ErrorOutOfHostMemory, VkResult -1; err -85377021; "Bad address (os error 14)").
-    """
-    decoded = [f"{name} ({value})" for value, name, _ in sorted(set(codes.vk_results_in(line.text)))]
-    decoded += [name for _, name, _ in sorted(set(codes.hvf_codes_in(line.text)))]
-    decoded += [name.split(":")[0] for _, name, _ in sorted(set(codes.errnos_in(line.text)))]
-    for pattern, kinds in _CODE_PATTERNS:  # "response 0x1200 (command 0x108)" → ERR_UNSPEC GET_CAPSET_INFO
-        for m in pattern.finditer(line.text):
-            decoded += [codes.virtio_gpu(kind, int(raw, 16)) for kind, raw in zip(kinds, m.groups())]
-    decoded += [name for _, _, name in codes.virtio_gpu_names_in(line.text)]
-    return f"{line.text}  [decoded: {'; '.join(dict.fromkeys(decoded))}]" if decoded else line.text
-
-
-def classify(lines: list[Line], ctx: Context) -> list[Finding]:
+def classify(index: _Index, ctx: Context) -> list[Finding]:
     findings: list[Finding] = []
     for rule in rules():
         if rule.get("computed") == "page-size":
@@ -253,14 +444,14 @@ def classify(lines: list[Line], ctx: Context) -> list[Finding]:
             continue
         evidence: list[Line] = []
         for group in rule["all"]:
-            hits = _matching(lines, group)
+            hits = index.matching(group)
             if not hits:
                 break
             evidence += hits
         else:
-            if rule.get("absent") and _matching(lines, rule["absent"]):
+            if rule.get("absent") and index.matching(rule["absent"]):
                 continue
-            evidence += _matching(lines, rule.get("also", []))
+            evidence += index.matching(rule.get("also", []))
             unique = list(dict.fromkeys(evidence))
             cause = _fold(rule["cause"])
             if rule["id"] == "map-blob-failed":
@@ -295,15 +486,15 @@ def diagnose(paths: list[Path], ctx_overrides: Context | None = None) -> dict:
     return report_dict(lines, ctx)
 
 
-def candidates(lines: list[Line], found: set[str], limit: int = 3) -> list[dict]:
+def candidates(index: _Index, found: set[str], limit: int = 3) -> list[dict]:
     """Rules that matched in part: for each, what matched and what was missing (best first)."""
     out = []
     for rule in rules():
         if rule.get("computed") or rule["id"] in found:
             continue
         groups = rule["all"]
-        hits = [bool(_matching(lines, g)) for g in groups]
-        also = _matching(lines, rule.get("also", []))
+        hits = [bool(index.matching(g)) for g in groups]
+        also = index.matching(rule.get("also", []))
         if not any(hits) and not also:
             continue
         missing = [" | ".join(g) for g, hit in zip(groups, hits) if not hit]
@@ -318,21 +509,25 @@ _ERROR_WORD = re.compile(r"(?i)(?:\b|_)(?:error|err|fail(?:ed|ure)?|ret|rc|statu
 _CODE_TOKEN = re.compile(r"(?<![\w.])-\d+\b|\b0x[0-9a-fA-F]{3,}\b|\b[A-Z][A-Z0-9]*_[A-Z0-9_]{3,}\b")
 
 
-def undecoded(lines: list[Line]) -> list[Line]:
+def undecoded(index: _Index) -> list[Line]:
     """Lines with an error code that no table decodes (shown, never dropped)."""
-    return [l for l in lines if _ERROR_WORD.search(l.text) and _CODE_TOKEN.search(l.text) and not codes_in_line(l.text)]
+    slots = [i for i, t in enumerate(index.texts) if not index.codes[i] and _ERROR_WORD.search(t) and _CODE_TOKEN.search(t)]
+    return [index.lines[n] for n in sorted(n for slot in slots for n in index.where[slot])]
 
 
 def report_dict(lines: list[Line], ctx: Context) -> dict:
-    findings = classify(lines, ctx)
+    index = _Index(lines)
+    findings = classify(index, ctx)
     report = {
         "findings": [f.as_dict() for f in findings],
-        "codes": decode_codes(lines),
+        "codes": decode_codes(index),
         "context": dataclasses.asdict(ctx),
-        "undecoded": [l.as_dict() for l in undecoded(lines)][:20],
+        "undecoded": [l.as_dict() for l in undecoded(index)[:20]],
+        # Lines longer than MAX_LINE: only their first MAX_LINE characters were read for matching.
+        "cut_lines": [{"source": l.source, "line": l.number, "length": l.length} for l in lines if l.length is not None],
     }
     if not findings:
-        report["candidates"] = candidates(lines, set())
+        report["candidates"] = candidates(index, set())
     return report
 
 
@@ -366,4 +561,9 @@ def render(report: dict) -> str:
         for c in report["codes"]:
             value = c["value"]
             out.append(f"  {c['kind']:<22} {value!s:>12}  {c['name']}  (×{c['count']})")
+    if cut := report.get("cut_lines"):
+        where = ", ".join(f"{c['source']}:{c['line']} ({c['length']:,} characters)" for c in cut[:3])
+        more = f" and {len(cut) - 3} more" if len(cut) > 3 else ""
+        lines = "1 line" if len(cut) == 1 else f"{len(cut)} lines"
+        out += ["", f"note: {lines} longer than {MAX_LINE} characters cut to their first {MAX_LINE} for matching: {where}{more}"]
     return "\n".join(out).rstrip()
