@@ -45,9 +45,10 @@ def _by_name(name: str, section: str | None = None) -> dict[str, int]:
 
 
 # Every pattern here scans whole logs, so each is written to start with a literal: the regex
-# engine then skips ahead to where that character occurs. ``V(?<=\bV)kResult`` is ``\bVkResult``
-# (the lookbehind checks the word boundary once the V is found); a pattern that starts with
-# ``\b`` is tried at every position of the text, 5 to 40 times slower over a long log.
+# engine then skips ahead to where that character occurs (and diagnosis looks for its literal
+# words with str.find first). ``VkResult(?<=\bVkResult)`` is ``\bVkResult``: the lookbehind
+# checks the word boundary once the word is found; a pattern that starts with ``\b`` is tried
+# at every position of the text, 5 to 40 times slower over a long log.
 
 # How people paste a VkResult: VK_ERROR_X (C), ERROR_X (vulkaninfo's string_VkResult),
 # ErrorX / eErrorX / vk::Result::eErrorX (vulkan-hpp), and numbers after VkResult.
@@ -56,8 +57,8 @@ _VK_CAMEL = re.compile(r"(?<![A-Za-z0-9])e?((?:Error|Suboptimal|Success|NotReady
 # Numbers in known contexts: "VkResult -3", our demos' "VK err -3 @", result JSON, and
 # bindings that print the code after a Vulkan error text ("vulkan error: out of host memory (-1)").
 _VK_NUMBER = re.compile(
-    r"V(?<=\bV)kResult\b[ :=(]{0,3}(-?\d+)\b|V(?<=\bV)K err (-?\d+) @|\"vk_result\": (-?\d+)"
-    r"|[Vv](?<=\b[Vv])ulkan error\b[^()\n]{0,60}\((-\d{1,10})\)|V(?<=\bV)kResult\((-?\d+)"
+    r"VkResult(?<=\bVkResult)\b[ :=(]{0,3}(-?\d+)\b|VK(?<=\bVK) err (-?\d+) @|\"vk_result\": (-?\d+)"
+    r"|[Vv]ulkan(?<=\b[Vv]ulkan) error\b[^()\n]{0,60}\((-\d{1,10})\)|VkResult(?<=\bVkResult)\((-?\d+)"
 )
 
 
@@ -87,14 +88,14 @@ def vk_results_in(text: str) -> list[tuple[int, str, str]]:
 
 
 _HV_VALUE = re.compile(
-    r"(?:e(?<=\be)rr(?:or)?|h(?<=\bh)v_return_t|r(?<=\br)et(?:urn(?:ed)?)?)\W{1,3}(-\d{6,10}|0x[fF][aA][eE]9400[0-9a-fA-F])\b"
+    r"(?:err(?<=\berr)(?:or)?|hv_return_t(?<=\bhv_return_t)|ret(?<=\bret)(?:urn(?:ed)?)?)\W{1,3}(-\d{6,10}|0x[fF][aA][eE]9400[0-9a-fA-F])\b"
     # a bare value where only an HV code can be: "(0xfae9400f, at …)", "Unable to create VM (-85377018)"
     r"|\((0x[fF][aA][eE]9400[0-9a-fA-F]|-8537\d{4})[,)]"
 )
-_HV_NAME = re.compile(r"H(?<=\bH)V_[A-Z_]+\b")
+_HV_NAME = re.compile(r"HV_(?<=\bHV_)[A-Z_]+\b")
 _ERRNO = re.compile(
-    r"\((?:os error|Errno) (\d+)\)|\[Errno (\d+)\]|e(?<=\be)rrno[ =:]+(\d+)\b|e(?<=\be)rror -(\d{1,3})\b"
-    r"|f(?<=\bf)ailed: -(\d{1,3})\b|r(?<=\br)c -(\d{1,3})\b|r(?<=\br)eturn(?:ed)?=-(\d{1,3})\b"
+    r"\((?:os error|Errno) (\d+)\)|\[Errno (\d+)\]|errno(?<=\berrno)[ =:]+(\d+)\b|error(?<=\berror) -(\d{1,3})\b"
+    r"|failed(?<=\bfailed): -(\d{1,3})\b|rc -(?<=\brc -)(\d{1,3})\b|return(?<=\breturn)(?:ed)?=-(\d{1,3})\b"
 )
 
 
@@ -102,8 +103,32 @@ _ERRNO = re.compile(
 def _errno_messages() -> re.Pattern:
     """strerror texts ("Permission denied", "No such file or directory") as one pattern."""
     texts = sorted({os.strerror(v) for v in errno.errorcode if not os.strerror(v).startswith("Unknown error")}, key=len, reverse=True)
-    # Each text as \bText, written to start with its first letter (see above); all start with one.
-    return re.compile("(" + "|".join(f"{re.escape(t[0])}(?<=\\b{re.escape(t[0])}){re.escape(t[1:])}" for t in texts) + r")\b")
+    return re.compile(f"({_alternatives(texts)})\\b")
+
+
+def _alternatives(words: list[str]) -> str:
+    """A pattern for ``\\b(?:word|word…)``, the longest first, factored by common prefixes.
+
+    The same matches as the plain alternation, found about 4 times faster over a long log:
+    at each position the engine follows one branch per character instead of trying every
+    word (there are 130 strerror texts). Each word starts with its first character then
+    the word boundary check (see above).
+    """
+    tree: dict = {}
+    for word in words:
+        node = tree
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}  # a word ends here
+
+    def branches(node: dict, top: bool = False) -> str:
+        alts = [re.escape(ch) + (f"(?<=\\b{re.escape(ch)})" if top else "") + branches(child) for ch, child in sorted(node.items()) if ch]
+        if not alts:
+            return ""
+        body = alts[0] if len(alts) == 1 else f"(?:{'|'.join(alts)})"
+        return f"(?:{body})?" if "" in node else body  # greedy: the longer word first
+
+    return branches(tree, top=True)
 
 
 @functools.cache
@@ -148,7 +173,7 @@ def errnos_in(text: str) -> list[tuple[int, str, str]]:
 # crosvm / rutabaga / libkrun print virtio-gpu commands and responses by name
 # (GpuResponse::ErrUnspec, VIRTIO_GPU_CMD_RESOURCE_MAP_BLOB, ErrInvalidResourceId).
 # (GpuResponse:: needs no alternative of its own: "::" is a word boundary before the name.)
-_GPU_NAME = re.compile(r"V(?<=\bV)IRTIO_GPU_(CMD|RESP)_(\w+)\b|((?:E(?<=\bE)rr|O(?<=\bO)kNo)[A-Z][A-Za-z]+)\b")
+_GPU_NAME = re.compile(r"VIRTIO_GPU_(?<=\bVIRTIO_GPU_)(CMD|RESP)_(\w+)\b|((?:Err(?<=\bErr)|OkNo(?<=\bOkNo))[A-Z][A-Za-z]+)\b")
 
 
 def _gpu_name(m: re.Match) -> tuple[str, int, str] | None:
@@ -165,7 +190,7 @@ def virtio_gpu_names_in(text: str) -> list[tuple[str, int, str]]:
     return _found("virtio_gpu", text)
 
 
-_KVM = re.compile(r"KVM: entry failed, hardware error (0x[0-9a-fA-F]+)|KVM internal error\. Suberror: (\d+)|e(?<=\be)xit_reason[ =:]+(\d+)|K(?<=\bK)VM_EXIT_([A-Z_]+)")
+_KVM = re.compile(r"KVM: entry failed, hardware error (0x[0-9a-fA-F]+)|KVM internal error\. Suberror: (\d+)|exit_reason(?<=\bexit_reason)[ =:]+(\d+)|KVM_EXIT_(?<=\bKVM_EXIT_)([A-Z_]+)")
 
 
 def _kvm(m: re.Match) -> tuple[str, str, str] | None:

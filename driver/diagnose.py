@@ -22,6 +22,11 @@ from typing import Callable
 
 import yaml
 
+try:
+    from re import _parser as _sre_parser  # Python 3.11+
+except ImportError:  # 3.10
+    import sre_parse as _sre_parser
+
 from . import codes
 from .errors import UsageError
 from .profile import DATA
@@ -288,39 +293,15 @@ def codes_in_line(text: str) -> tuple[Code, ...]:
     return _codes_of([text])[0]
 
 
-def _codes_of(texts: list[str]) -> list[tuple[Code, ...]]:
-    """codes_in_line of each of ``texts``, found by scanning them joined, one pass per pattern.
-
-    A match that runs across a line break is none: that line is then read on its own.
-    """
-    if not texts:
-        return []
-    blob, starts = _joined(texts)
-    found: list[list[Code]] = [[] for _ in texts]
+def _codes_of(texts: list[str] | "_Joined") -> list[tuple[Code, ...]]:
+    """codes_in_line of each of ``texts``: each pattern scans them all at once (see _Joined)."""
+    joined = texts if isinstance(texts, _Joined) else _Joined(texts)
+    found: list[list[Code]] = [[] for _ in joined.texts]
     for pattern, decode, first_only in _matchers():
-        hits: dict[int, list[Code]] = {}
-        pos = 0
-        while pos <= len(blob):
-            for m in pattern.finditer(blob, pos):
-                slot = bisect.bisect_right(starts, m.start()) - 1
-                end = starts[slot] + len(texts[slot])
-                if m.end() > end:
-                    alone = pattern.finditer(texts[slot])
-                    hits[slot] = [c for one in itertools.islice(alone, 1 if first_only else None) for c in decode(one)]
-                    pos = end + 1
-                    break
-                if not (first_only and slot in hits):
-                    hits.setdefault(slot, []).extend(decode(m))
-            else:
-                break
-        for slot, held in hits.items():
-            found[slot] += held
+        for slot in joined.matching(pattern.pattern, pattern.flags):
+            ms = pattern.finditer(joined.texts[slot])
+            found[slot] += [c for m in itertools.islice(ms, 1 if first_only else None) for c in decode(m)]
     return [tuple(f) for f in found]
-
-
-def _joined(texts: list[str]) -> tuple[str, list[int]]:
-    """``texts`` joined by line breaks, and where each starts."""
-    return "\n".join(texts), list(itertools.accumulate((len(t) + 1 for t in texts[:-1]), initial=0))
 
 
 def _annotated(text: str, found: tuple[Code, ...]) -> str:
@@ -342,10 +323,50 @@ def _annotated(text: str, found: tuple[Code, ...]) -> str:
     return f"{text}  [decoded: {'; '.join(dict.fromkeys(decoded))}]" if decoded else text
 
 
+class _Joined:
+    """Texts (lines) joined by line breaks, so a pattern scans them all in one pass.
+
+    ``matching(pattern)`` is the texts that ``re.search(pattern, text)`` matches, found
+    without one call per text: where every match must contain one of a few strings
+    (``_needles``), ``str.find`` looks for those; otherwise the pattern scans the joined
+    text. Either way only the texts it hits are searched on their own, so a pattern means
+    here exactly what it means on one line (a match across a line break is none).
+    """
+
+    def __init__(self, texts: list[str]):
+        self.texts = texts
+        self.blob = "\n".join(texts)
+        self.starts = list(itertools.accumulate((len(t) + 1 for t in texts[:-1]), initial=0)) if texts else []
+
+    def _slot(self, pos: int) -> int:
+        return bisect.bisect_right(self.starts, pos) - 1
+
+    def _after(self, slot: int) -> int:
+        """Where the text after ``slot`` starts (past the end when there is none)."""
+        return self.starts[slot + 1] if slot + 1 < len(self.starts) else len(self.blob) + 1
+
+    def matching(self, pattern: str, flags: int = 0) -> list[int]:
+        """The slots (in order) whose text ``pattern`` matches."""
+        one, scan, needles = _compiled(pattern, flags)
+        candidates: set[int] = set()
+        if needles is not None:
+            for needle in needles:
+                pos = self.blob.find(needle)
+                while pos != -1:
+                    candidates.add(slot := self._slot(pos))
+                    pos = self.blob.find(needle, self._after(slot))
+        else:
+            pos = 0
+            while self.texts and (m := scan.search(self.blob, pos)):
+                candidates.add(slot := self._slot(m.start()))
+                pos = self._after(slot)
+        return sorted(slot for slot in candidates if one.search(self.texts[slot]))
+
+
 @functools.cache
-def _compiled(pattern: str) -> tuple[re.Pattern, re.Pattern]:
-    """``pattern`` as a rule means it (on one line), and as it scans the index's joined text."""
-    return re.compile(pattern), re.compile(_literal_first(pattern), re.MULTILINE)
+def _compiled(pattern: str, flags: int = 0) -> tuple[re.Pattern, re.Pattern, tuple[str, ...] | None]:
+    """``pattern`` as it reads one line; as it scans joined lines; the strings each match holds one of."""
+    return re.compile(pattern, flags), re.compile(_literal_first(pattern), flags | re.MULTILINE), _needles(pattern, flags)
 
 
 _LEADING_BOUNDARY = re.compile(r"\\b(\w)(?![*+?{])")
@@ -357,14 +378,56 @@ def _literal_first(pattern: str) -> str:
     return f"{m.group(1)}(?<=\\b{m.group(1)}){pattern[m.end():]}" if m else pattern
 
 
-class _Index:
-    """The lines, each distinct text decoded once, and all distinct texts joined into one string.
+# Shorter strings occur too often to be worth looking for; more than a few are slower to look
+# for one by one than the pattern is at scanning the text.
+_MIN_NEEDLE, _MAX_NEEDLES = 3, 8
 
-    A rule's pattern scans that string in one pass (the regex engine's loop, not one call per
-    line), and each line it hits is checked on its own, so a rule means on the joined text
-    exactly what it means on a line. With each line cut to MAX_LINE, the whole is linear in
-    the input.
+
+def _needles(pattern: str, flags: int = 0) -> tuple[str, ...] | None:
+    """Strings one of which every match of ``pattern`` contains, or None if none is known.
+
+    Read from the parsed pattern: a run of literal characters in a sequence that every
+    match goes through, or one such run from each alternative of an alternation.
+    Case-insensitive parts give none. (``re``'s parser is internal; if it cannot be
+    read, there are no needles and the pattern scans the text itself: slower, not wrong.)
     """
+    try:
+        tree = _sre_parser.parse(pattern, flags)
+        if tree.state.flags & re.IGNORECASE:
+            return None
+        return _sequence_needles(list(tree))
+    except Exception:
+        return None
+
+
+def _sequence_needles(items: list) -> tuple[str, ...] | None:
+    p = _sre_parser
+    options: list[tuple[str, ...]] = []
+    run: list[str] = []
+    for op, av in [*items, (None, None)]:
+        if op is p.LITERAL:
+            run.append(chr(av))
+            continue
+        if run:
+            options.append(("".join(run),))
+            run = []
+        inner = None
+        if op is p.BRANCH:
+            alternatives = [_sequence_needles(list(a)) for a in av[1]]
+            inner = tuple(dict.fromkeys(n for a in alternatives for n in a)) if all(alternatives) else None
+        elif op is p.SUBPATTERN and not av[1] & re.IGNORECASE:
+            inner = _sequence_needles(list(av[3]))
+        elif op in (p.MAX_REPEAT, p.MIN_REPEAT) and av[0] >= 1:
+            inner = _sequence_needles(list(av[2]))
+        if inner:
+            options.append(inner)
+    options = [o for o in options if min(map(len, o)) >= _MIN_NEEDLE and len(o) <= _MAX_NEEDLES]
+    # The best: the fewest strings to look for, then the longest shortest one.
+    return min(options, key=lambda o: (len(o), -min(map(len, o))), default=None)
+
+
+class _Index:
+    """The lines, each distinct text decoded once, and the distinct texts joined (raw and as the rules read them)."""
 
     def __init__(self, lines: list[Line]):
         self.lines = lines
@@ -375,32 +438,21 @@ class _Index:
             if slot == len(self.where):
                 self.where.append([])
             self.where[slot].append(n)
-        self.texts = list(slots)
+        self.texts = _Joined(list(slots))
         self.codes = _codes_of(self.texts)
-        self.annotated = [_annotated(t, c) for t, c in zip(self.texts, self.codes)]
-        self.blob, self.starts = _joined(self.annotated) if lines else ("", [])
-        self._hits: dict[str, frozenset[int]] = {}
+        self.annotated = _Joined([_annotated(t, c) for t, c in zip(self.texts.texts, self.codes)])
+        self._hits: dict[str, list[int]] = {}
 
-    def hits(self, pattern: str) -> frozenset[int]:
-        """The slots whose annotated text ``pattern`` matches."""
-        if pattern not in self._hits:
-            one, joined = _compiled(pattern)
-            found: set[int] = set()
-            pos = 0
-            while self.starts and (m := joined.search(self.blob, pos)):
-                slot = bisect.bisect_right(self.starts, m.start()) - 1
-                if one.search(self.annotated[slot]):  # a match across a line break is none
-                    found.add(slot)
-                if slot + 1 == len(self.starts):
-                    break
-                pos = self.starts[slot + 1]
-            self._hits[pattern] = frozenset(found)
-        return self._hits[pattern]
+    def lines_of(self, slots) -> list[Line]:
+        """The lines (as written, in order) holding the texts of ``slots``."""
+        return [self.lines[n] for n in sorted(n for slot in slots for n in self.where[slot])]
 
     def matching(self, patterns: list[str]) -> list[Line]:
-        """The lines (as written, in order) that one of ``patterns`` matches in their annotated form."""
-        slots = set().union(*(self.hits(p) for p in patterns))
-        return [self.lines[n] for n in sorted(n for slot in slots for n in self.where[slot])]
+        """The lines that one of ``patterns`` matches in their annotated form."""
+        for p in patterns:
+            if p not in self._hits:
+                self._hits[p] = self.annotated.matching(p)
+        return self.lines_of({slot for p in patterns for slot in self._hits[p]})
 
 
 def decode_codes(index: _Index) -> list[dict]:
@@ -511,8 +563,8 @@ _CODE_TOKEN = re.compile(r"(?<![\w.])-\d+\b|\b0x[0-9a-fA-F]{3,}\b|\b[A-Z][A-Z0-9
 
 def undecoded(index: _Index) -> list[Line]:
     """Lines with an error code that no table decodes (shown, never dropped)."""
-    slots = [i for i, t in enumerate(index.texts) if not index.codes[i] and _ERROR_WORD.search(t) and _CODE_TOKEN.search(t)]
-    return [index.lines[n] for n in sorted(n for slot in slots for n in index.where[slot])]
+    words = index.texts.matching(_ERROR_WORD.pattern)
+    return index.lines_of(i for i in words if not index.codes[i] and _CODE_TOKEN.search(index.texts.texts[i]))
 
 
 def report_dict(lines: list[Line], ctx: Context) -> dict:
