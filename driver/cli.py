@@ -153,6 +153,7 @@ def parser() -> argparse.ArgumentParser:
     _add_host_vulkan(p)
     p.add_argument("--run-dir", type=Path, help="where to write bench.json, bench.png and the runs")
     p.add_argument("--json", action="store_true", help="print bench.json to stdout")
+    p.add_argument("--diagnose", action="store_true", help="instead: time diagnosis on 100 KB to 10 MB logs of every shape (no VM)")
 
     p = sub.add_parser("fingerprint", help="the identity of every component of this environment")
     _add_profile(p)
@@ -297,6 +298,12 @@ def run_options(args):
 
 
 def cmd_bench(args) -> int:
+    if args.diagnose:
+        from . import bench_diagnose
+
+        report = bench_diagnose.bench()
+        print(json.dumps(report, indent=2) if args.json else bench_diagnose.render(report))
+        return 0
     from . import bench
     from .run import new_run_dir
 

@@ -357,3 +357,28 @@ def test_a_malformed_result_json_gives_no_context(tmp_path):
         (run / "console.log").write_text("hello\n")
         report = diagnose.diagnose([run])
         assert report["context"]["guest_page_size"] is None and report["context"]["required_page_size"] is None
+
+
+def test_diagnosis_is_linear_in_its_input(tmp_path):
+    """Time grows with size, not with size squared, whatever the shape (CPU time of this process).
+
+    No time is asserted (this machine is shared and noisy; ``venus-repro bench --diagnose``
+    reports the 10 s goal for 10 MB): only ratios to a 100 KB input of the same shape. The
+    quadratic reader this replaces took 143 s on one 100 KB line and ~100 times that per
+    10 times more; a 3× tolerance stays far from that.
+    """
+    from venus_repro import bench_diagnose as bd
+
+    bd.timed(bd.write_input("lines", 1000, tmp_path / "warm-up"))
+
+    def cpu(shape: str, size: int, repeat: int = 1) -> float:
+        path = bd.write_input(shape, size, tmp_path / f"{shape}-{size}")
+        return min(bd.timed(path)[0] for _ in range(repeat))
+
+    small = {shape: cpu(shape, 100_000, repeat=3) for shape in bd.SHAPES}
+    ratios = {
+        "one-line 1 MB": (cpu("one-line", 1_000_000) / small["one-line"], 10),
+        "lines 10 MB": (cpu("lines", 10_000_000) / small["lines"], 100),
+        "binary 10 MB": (cpu("binary", 10_000_000) / small["binary"], 100),
+    }
+    assert all(ratio <= 3 * size_ratio for ratio, size_ratio in ratios.values()), ratios
