@@ -1,0 +1,46 @@
+"""Every crash the fuzz targets (tests/fuzz) found, as the minimal input that caused it (tests/fixtures/fuzz).
+
+Each was an exception other than one clear error (the CLI's exit 70, "internal error")
+or a write outside the folder a reader was given; each now has one outcome, asserted here.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import venus_repro
+from venus_repro import protocol
+
+FIXTURES = Path(__file__).parent / "fixtures" / "fuzz"
+
+
+def _one_error_line(proc, *expected: str) -> str:
+    """The CLI's answer to bad input: exit 2 and one line naming what is wrong."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("venus-repro: error: "), proc.stderr[-2000:]
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]
+
+
+# --- what comes back from the guest -------------------------------------------------------------
+
+
+def test_a_result_line_with_a_number_no_float_holds_drops_that_field():
+    """fps: 10**300 made math.isfinite raise OverflowError while the verdict read the guest's output."""
+    out = protocol.parse_demo_output((FIXTURES / "demo-output-huge-number.out").read_text())
+    assert out.result == {"demo": "test_tri", "outcome": "pass"}
+
+
+def test_a_guest_file_name_longer_than_a_file_name_may_be_is_refused(tmp_path):
+    """A 300-character member name reached save_guest_files, whose write raised ENAMETOOLONG."""
+    shutil.copy(FIXTURES / "exchange-long-name.tar", tmp_path / "xchg.img")
+    exchange = protocol.read_exchange(tmp_path / "xchg.img")
+    assert set(exchange.files) == {"facts"}
+    assert any("x" * 300 in r and "longer than 255 bytes" in r for r in exchange.rejected)
+    protocol.save_guest_files(exchange, tmp_path / "run" / "guest")
+    assert sorted(p.name for p in (tmp_path / "run").rglob("*")) == ["facts", "guest"]
