@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+import re
 from pathlib import Path
 
 import yaml
@@ -127,9 +128,27 @@ def _require(doc: dict, key: str, kind: type, where: str):
     if key not in doc:
         raise UsageError(f"{where}: missing field '{key}'")
     value = doc[key]
-    if not isinstance(value, kind):
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise UsageError(f"{where}: field '{key}' must be a {kind.__name__}")
     return value
+
+
+def _names(doc: dict, key: str, where: str, default: list | None = None) -> tuple[str, ...]:
+    """A list of names (packages, modules, paths): every item a non-empty string."""
+    value = _require(doc, key, list, where) if default is None or key in doc else default
+    if not all(isinstance(item, str) and item for item in value):
+        raise UsageError(f"{where}: field '{key}' must be a list of names (strings)")
+    return tuple(value)
+
+
+def _optional(doc: dict, key: str, kinds: tuple[type, ...], default, where: str):
+    value = doc.get(key, default)
+    if not isinstance(value, kinds) or isinstance(value, bool):
+        raise UsageError(f"{where}: field '{key}' must be a {' or '.join(k.__name__ for k in kinds)}")
+    return value
+
+
+MAX_BYTES = 1 << 20  # a profile is a few KiB; one from elsewhere (a bundle) is read with a limit
 
 
 def load(name_or_path: str) -> Profile:
@@ -141,11 +160,26 @@ def load(name_or_path: str) -> Profile:
             raise UsageError(
                 f"unknown profile '{name_or_path}' (available: {', '.join(available())})"
             )
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: malformed YAML: {exc}") from None
     where = str(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"{where}: cannot read the profile ({exc.strerror})") from None
+    if len(data) > MAX_BYTES:
+        raise UsageError(f"{where}: larger than {MAX_BYTES >> 10} KiB: not a profile")
+    try:
+        # Aliases are shared, never copied, by the loader; no field below is expanded into a
+        # string or walked, so an alias bomb costs nothing here.
+        doc = yaml.safe_load(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError(f"{where}: not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise UsageError(f"{where}{line}: malformed YAML: {' '.join(str(getattr(exc, 'problem', None) or exc).split())}") from None
+    except RecursionError:
+        raise UsageError(f"{where}: nested too deeply to be a profile") from None
     if not isinstance(doc, dict):
         raise UsageError(f"{where}: a profile is a mapping")
     host = _require(doc, "host", dict, where)
@@ -155,34 +189,51 @@ def load(name_or_path: str) -> Profile:
     default_kernel = _require(doc, "default_kernel", str, where)
     tools = _require(doc, "tools", dict, where) if "tools" in doc else {}
     gpu = _require(doc, "gpu_renderer", dict, where) if "gpu_renderer" in doc else None
+    if not all(isinstance(k, str) and isinstance(v, str) and v for k, v in kernels.items()):
+        raise UsageError(f"{where}: field 'kernels' must map flavours to package names")
     if default_kernel not in kernels:
         raise UsageError(f"{where}: default_kernel '{default_kernel}' is not in kernels")
     return Profile(
-        name=_require(doc, "name", str, where),
-        description=doc.get("description", ""),
+        name=_plain_name(doc, where),
+        description=_optional(doc, "description", (str,), "", where),
         suite=_require(doc, "suite", str, where),
         lock_path=_lock_path(path, _lock_name(doc, where)),
         page_size=_require(doc, "page_size", int, where),
-        host_packages=tuple(_require(host, "packages", list, f"{where}: host")),
+        host_packages=_names(host, "packages", f"{where}: host"),
         guest_arch=_require(guest, "arch", str, f"{where}: guest"),
-        guest_packages=tuple(_require(guest, "packages", list, f"{where}: guest")),
-        guest_drop=tuple(guest.get("drop", [])),
-        kernels={str(k): str(v) for k, v in kernels.items()},
+        guest_packages=_names(guest, "packages", f"{where}: guest"),
+        guest_drop=_names(guest, "drop", f"{where}: guest", default=[]),
+        kernels=dict(kernels),
         default_kernel=default_kernel,
-        guest_modules=tuple(_require(doc, "guest_modules", list, where)),
+        guest_modules=_names(doc, "guest_modules", where),
         qemu=QemuOptions(
-            machine=str(qemu.get("machine", "virt")),
-            cpu=str(qemu.get("cpu", "max")),
-            smp=int(qemu.get("smp", 2)),
-            memory=str(qemu.get("memory", "2G")),
-            hostmem=str(qemu.get("hostmem", "1G")),
+            machine=_optional(qemu, "machine", (str,), "virt", f"{where}: qemu"),
+            cpu=_optional(qemu, "cpu", (str,), "max", f"{where}: qemu"),
+            smp=_smp(qemu, f"{where}: qemu"),
+            memory=_optional(qemu, "memory", (str,), "2G", f"{where}: qemu"),
+            hostmem=_optional(qemu, "hostmem", (str,), "1G", f"{where}: qemu"),
         ),
-        tools={str(name): tuple(_require(tools, name, list, f"{where}: tools")) for name in tools},
+        tools={str(name): _names(tools, name, f"{where}: tools") for name in tools},
         gpu_renderer=(
-            (_require(gpu, "suite", str, f"{where}: gpu_renderer"), tuple(_require(gpu, "packages", list, f"{where}: gpu_renderer")))
+            (_require(gpu, "suite", str, f"{where}: gpu_renderer"), _names(gpu, "packages", f"{where}: gpu_renderer"))
             if gpu is not None else None
         ),
     )
+
+
+def _plain_name(doc: dict, where: str) -> str:
+    """The profile's name: a plain word (it names run directories: ./venus-runs/<time>-<name>)."""
+    name = _require(doc, "name", str, where)
+    if not re.fullmatch(r"[\w][\w.+-]*", name):
+        raise UsageError(f"{where}: field 'name' must be a plain word (letters, digits, . _ + -)")
+    return name
+
+
+def _smp(qemu: dict, where: str) -> int:
+    smp = _optional(qemu, "smp", (int,), 2, where)
+    if not 1 <= smp <= 64:
+        raise UsageError(f"{where}: field 'smp' must be a number of guest CPUs, 1 to 64")
+    return smp
 
 
 def cache_dir() -> Path:

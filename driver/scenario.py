@@ -467,7 +467,7 @@ def parse(text: str, path: Path | None, host_files: str = REFUSE, host_programs:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
-        raise UsageError(f"{w.path}{line}: malformed YAML: {getattr(exc, 'problem', exc)}") from None
+        raise UsageError(f"{w.path}{line}: malformed YAML: {' '.join(str(getattr(exc, 'problem', None) or exc).split())}") from None
     except RecursionError:
         raise w.error(None, "scenario", f"nested deeper than {MAX_DEPTH} levels") from None
     if root is None:

@@ -44,3 +44,21 @@ def test_a_guest_file_name_longer_than_a_file_name_may_be_is_refused(tmp_path):
     assert any("x" * 300 in r and "longer than 255 bytes" in r for r in exchange.rejected)
     protocol.save_guest_files(exchange, tmp_path / "run" / "guest")
     assert sorted(p.name for p in (tmp_path / "run").rglob("*")) == ["facts", "guest"]
+
+
+# --- scenarios and profiles ---------------------------------------------------------------------
+
+
+def test_a_control_character_in_a_scenario_is_one_line(tmp_path):
+    """PyYAML's reader error (no 'problem') was printed whole: two lines."""
+    path = FIXTURES / "scenario-control-character.yaml"
+    _one_error_line(venus_repro("run", str(path), "--run-dir", str(tmp_path / "run")),
+                    f"{path}: malformed YAML: unacceptable character #x000b")  # fmt: skip
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_profile_package_that_is_not_a_name_is_refused(tmp_path):
+    """host.packages: [null, …] was accepted, to fail later in provisioning."""
+    path = FIXTURES / "profile-package-null.yaml"
+    _one_error_line(venus_repro("run", "--profile", str(path), "--run-dir", str(tmp_path / "run")),
+                    f"{path}: host: field 'packages' must be a list of names (strings)")  # fmt: skip
