@@ -6,6 +6,12 @@ else reaching the CLI is a bug in venus-repro and is reported as such.
 """
 
 
+def shown(text) -> str:
+    """``text`` (from someone's file) as an error line may hold it: as written if printable, else quoted and escaped."""
+    text = str(text)
+    return text if text.isprintable() else repr(text)
+
+
 class VenusReproError(Exception):
     """A failure with a message meant for the user; exit status 2."""
 

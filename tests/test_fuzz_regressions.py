@@ -62,3 +62,21 @@ def test_a_profile_package_that_is_not_a_name_is_refused(tmp_path):
     path = FIXTURES / "profile-package-null.yaml"
     _one_error_line(venus_repro("run", "--profile", str(path), "--run-dir", str(tmp_path / "run")),
                     f"{path}: host: field 'packages' must be a list of names (strings)")  # fmt: skip
+
+
+# --- the nix profile's manifest -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        # Path.exists() raised ENAMETOOLONG (only "no such file" is False).
+        ("manifest-long-root.json", ": qemu 000000"),
+        # The value was printed as it is: a line break in it made the error two lines.
+        ("manifest-line-break-root.json", ": qemu /bin/sh does not exist in '\\n'"),
+    ],
+)
+def test_a_manifest_path_the_system_cannot_use_is_one_error(tmp_path, name, expected):
+    path = FIXTURES / name
+    line = _one_error_line(venus_repro("run", "--profile", "nix", "--manifest", str(path), "--run-dir", str(tmp_path / "run")), str(path), expected)
+    assert name != "manifest-long-root.json" or line.endswith("…: File name too long")
