@@ -221,11 +221,14 @@ def load(name_or_path: str) -> Profile:
     )
 
 
+PLAIN_NAME = re.compile(r"[\w][\w.+-]{0,99}")
+
+
 def _plain_name(doc: dict, where: str) -> str:
     """The profile's name: a plain word (it names run directories: ./venus-runs/<time>-<name>)."""
     name = _require(doc, "name", str, where)
-    if not re.fullmatch(r"[\w][\w.+-]*", name):
-        raise UsageError(f"{where}: field 'name' must be a plain word (letters, digits, . _ + -)")
+    if not PLAIN_NAME.fullmatch(name):
+        raise UsageError(f"{where}: field 'name' must be a plain word (letters, digits, . _ + -; at most 100)")
     return name
 
 

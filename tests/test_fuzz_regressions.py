@@ -6,6 +6,7 @@ or a write outside the folder a reader was given; each now has one outcome, asse
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -80,3 +81,30 @@ def test_a_manifest_path_the_system_cannot_use_is_one_error(tmp_path, name, expe
     path = FIXTURES / name
     line = _one_error_line(venus_repro("run", "--profile", "nix", "--manifest", str(path), "--run-dir", str(tmp_path / "run")), str(path), expected)
     assert name != "manifest-long-root.json" or line.endswith("…: File name too long")
+
+
+# --- bundles (replay) ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        # The three of issue #28, each an internal error (exit 70) before:
+        ("bundle-truncated.tar.gz", "not a venus-repro bundle (damaged or cut short: Compressed file ended"),  # EOFError
+        ("bundle-manifest-without-profile.tar.gz", "manifest.json: field 'profile' must name the bundled profile"),  # KeyError
+        ("bundle-manifest-a-list.tar.gz", "manifest.json must be a JSON object, not list"),  # TypeError
+        # Found by the bundle target: a profile name past NAME_MAX (OSError), or a path out of the
+        # bundle (the profile read was the host's /tmp/host-file.yaml).
+        ("bundle-manifest-long-profile.tar.gz", "manifest.json: field 'profile' must name the bundled profile"),
+        ("bundle-manifest-profile-outside.tar.gz", "manifest.json: field 'profile' must name the bundled profile"),
+        # Errors in a bundle's files named the temporary folder it was unpacked into.
+        ("bundle-scenario-broken.tar.gz", ": run/scenario.yaml:3: steps[0]: a step has 'demo', 'program' or 'shell'"),
+        ("bundle-lock-a-list.tar.gz", ": profile/debian-trixie.lock.json is not a lock (a JSON object)"),
+    ],
+)
+def test_a_malformed_bundle_is_one_error_line(tmp_path, name, expected):
+    path = FIXTURES / name
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    line = _one_error_line(venus_repro("replay", str(path), "--run-dir", str(tmp_path / "run"), env=env), f"error: {path}: ", expected)
+    assert "venus-repro-replay-" not in line
+    assert not list(tmp_path.iterdir()), "replay left what it unpacked behind"

@@ -7,9 +7,11 @@ it does not cover what the profile asks for.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
+import re
 from pathlib import Path
 
 from .. import log
@@ -25,9 +27,12 @@ def _read_lock(path: Path, missing: str, hint: str) -> dict:
     if not path.exists():
         raise PinError(f"{missing}; {hint}")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise PinError(f"{path} is not valid JSON ({exc}); {hint}") from None
+        doc = json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as exc:  # also: not UTF-8
+        raise PinError(f"{path} is not valid JSON ({' '.join(str(exc).split())}); {hint}") from None
+    if not isinstance(doc, dict):
+        raise PinError(f"{path} is not a lock (a JSON object); {hint}")
+    return doc
 
 
 def _refresh_hint(profile: Profile) -> str:
@@ -47,16 +52,20 @@ class Lock:
             raise PinError(f"{path} has lock format {doc.get('format')}, expected {FORMAT}; {_refresh_hint(profile)}")
         lock = cls(path, doc)
         lock.check(profile)
+        for set_name in profile.package_sets():
+            lock.pins(set_name)  # each pin read once here: a malformed one is this error, not a crash later
         return lock
 
     def check(self, profile: Profile) -> None:
         """The lock must pin exactly what the profile requests, set by set."""
         sets = self.doc.get("sets", {})
+        if not isinstance(sets, dict):
+            raise PinError(f"{self.path}: field 'sets' must map set names to pins; {_refresh_hint(profile)}")
         for name, (arch, requested, with_deps) in profile.package_sets().items():
             entry = sets.get(name)
-            if entry is None:
+            if not isinstance(entry, dict):
                 raise PinError(f"{self.path} has no pins for '{name}'; {_refresh_hint(profile)}")
-            if (entry.get("arch"), list(entry.get("requested", [])), entry.get("with_deps")) != (
+            if (entry.get("arch"), entry.get("requested", []), entry.get("with_deps")) != (
                 arch,
                 list(requested),
                 with_deps,
@@ -67,10 +76,22 @@ class Lock:
                 )
 
     def pins(self, set_name: str) -> list[Pin]:
-        return [Pin(**p) for p in self.doc["sets"][set_name]["packages"]]
+        packages = self.doc["sets"][set_name].get("packages")
+        if not isinstance(packages, list) or not all(isinstance(p, dict) and _pin_shaped(p) for p in packages):
+            raise PinError(f"{self.path}: the pins of '{set_name}' are not a list of packages (name, version, arch, filename, size, sha256)")
+        return [Pin(**p) for p in packages]
 
     def digest(self) -> str:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+def _pin_shaped(doc: dict) -> bool:
+    """Whether ``doc`` is a pin as the lock writes one: these fields, these types, a sha256 in hex."""
+    fields = {f.name: f.type for f in dataclasses.fields(Pin)}
+    if set(doc) != set(fields):
+        return False
+    strings = all(isinstance(doc[k], str) for k in ("name", "version", "arch", "filename", "sha256"))
+    return strings and type(doc["size"]) is int and doc["size"] >= 0 and re.fullmatch(r"[0-9a-f]{64}", doc["sha256"]) is not None
 
 
 def set_digest(pins: list[Pin], *extra: str) -> str:
