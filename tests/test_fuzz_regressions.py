@@ -108,3 +108,31 @@ def test_a_malformed_bundle_is_one_error_line(tmp_path, name, expected):
     line = _one_error_line(venus_repro("replay", str(path), "--run-dir", str(tmp_path / "run"), env=env), f"error: {path}: ", expected)
     assert "venus-repro-replay-" not in line
     assert not list(tmp_path.iterdir()), "replay left what it unpacked behind"
+
+
+# --- carry packs --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        # tarfile's "could not be opened" message lists each method tried, one line each.
+        ("carry-empty.tar.xz", "not a carry (damaged or cut short: empty file)"),
+        # chmod of the missing root/tmp raised FileNotFoundError.
+        ("carry-without-root-tmp.tar.xz", "not a carry (manifest.template.json must be a file and root/tmp a folder)"),
+        # The refusal did not name the carry ("carry: refusing member '..'").
+        ("carry-dotdot.tar.xz", "refusing member '..' (outside the destination"),
+        # Read while fuzzing the carry: unpack followed these links after extracting. root/tmp
+        # -> a folder outside was made world-writable (chmod 1777); manifest.template.json -> a
+        # file outside was read and copied into manifest.json.
+        ("carry-root-tmp-a-link.tar.xz", "refusing member 'root/tmp' (unpack writes it)"),
+        ("carry-template-a-link.tar.xz", "refusing member 'manifest.template.json' (unpack writes it)"),
+    ],
+)
+def test_a_malformed_carry_is_one_error_line_and_touches_nothing_outside(tmp_path, name, expected):
+    path = FIXTURES / name
+    (tmp_path / "outside").mkdir(mode=0o755)
+    (tmp_path / "secret.json").write_text('{"secret": true}')
+    _one_error_line(venus_repro("carry", "unpack", str(path), str(tmp_path / "unpacked")), f"error: {path}: ", expected)
+    assert not (tmp_path / "unpacked").exists()
+    assert (tmp_path / "outside").stat().st_mode & 0o7777 == 0o755
