@@ -51,8 +51,7 @@ RUN_FILES = (
 # (655 characters), the public trackers' logs in tests/corpus (at most 248), the fixtures (473).
 # The cut bounds what one line costs (a pattern with ".*" may rescan a line from each match
 # position), so diagnosis is linear in its input however it is shaped: one line of 1 MB (a
-# base64 blob, a JSON dump) costs what a 4 KiB line costs. The rest of such a line, up to its
-# line break, is not read.
+# base64 blob, a JSON dump) costs what a 4 KiB line costs, plus reading past the rest of it.
 MAX_LINE = 4096
 
 
@@ -165,46 +164,36 @@ def _run_files(run: Path) -> list[Path]:
 def _read_lines(path: Path, name: str) -> list[Line]:
     """The non-blank lines of ``path`` (numbered as ``str.splitlines`` counts them), each cut to MAX_LINE.
 
-    Read as a stream, so a file of any size or shape costs time linear in its size and
-    memory bounded by the lines kept: a line past MAX_LINE is not held beyond its cut.
+    Read as a stream of chunks, so a file of any size or shape costs time linear in its
+    size and memory bounded by the lines kept: a line is not held beyond its cut.
     """
     out: list[Line] = []
-    number = 0
-    pending_cr = False  # the last piece ended in "\r": a "\n" that follows ends the same line
+    number, line, length = 0, "", 0  # the line being read: its first MAX_LINE characters, its length
+    after_cr = False  # the last chunk ended in "\r": a "\n" starting the next one ends no other line
     try:
         with open(path, "rb") as raw, io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="") as text:
-            while piece := text.readline(MAX_LINE + 1):
-                if pending_cr and piece.startswith("\n"):
-                    piece = piece[1:]
-                    if not piece:
-                        pending_cr = False
-                        continue
-                length = None
-                if len(piece) > MAX_LINE and not piece.endswith(_BREAKS):
-                    # The line goes on past the cut: skip the rest of it (to its line break).
-                    length, rest = len(piece), piece
-                    while rest and not rest.endswith(_BREAKS):
-                        rest = text.readline(1 << 16)
-                        length += len(rest)
-                    length -= len(rest) - len(rest.rstrip("\r\n"))
-                    pending_cr = rest.endswith("\r")
-                else:
-                    pending_cr = piece.endswith("\r")
-                parts = piece.splitlines()
-                for i, part in enumerate(parts):
-                    number += 1
-                    if not part.strip():
-                        continue
-                    if length is not None and i == len(parts) - 1:
-                        out.append(Line(name, number, part[:MAX_LINE], length - len(piece) + len(part)))
-                    else:
-                        out.append(Line(name, number, part))
+            while chunk := text.read(1 << 16):
+                if after_cr and chunk.startswith("\n"):
+                    chunk = chunk[1:]
+                after_cr = chunk.endswith("\r")
+                for part in chunk.splitlines(keepends=True):
+                    body = part.rstrip(_BREAKS)
+                    line, length = line + body[: MAX_LINE - len(line)] if len(line) < MAX_LINE else line, length + len(body)
+                    if len(body) < len(part):  # the line ends here
+                        number += 1
+                        if line.strip():
+                            out.append(Line(name, number, line, length if length > MAX_LINE else None))
+                        line, length = "", 0
+            if length:
+                number += 1
+                if line.strip():
+                    out.append(Line(name, number, line, length if length > MAX_LINE else None))
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
     return out
 
 
-_BREAKS = ("\n", "\r")
+_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines breaks lines at
 
 
 def _context_from_result(path: Path, ctx: Context) -> None:

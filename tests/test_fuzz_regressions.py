@@ -136,3 +136,17 @@ def test_a_malformed_carry_is_one_error_line_and_touches_nothing_outside(tmp_pat
     _one_error_line(venus_repro("carry", "unpack", str(path), str(tmp_path / "unpacked")), f"error: {path}: ", expected)
     assert not (tmp_path / "unpacked").exists()
     assert (tmp_path / "outside").stat().st_mode & 0o7777 == 0o755
+
+
+# --- diagnose -----------------------------------------------------------------------------------
+
+
+def test_a_line_broken_by_a_vertical_tab_near_the_cut_is_not_called_cut():
+    """This branch's first streaming reader read 4097 characters, found no \\n, and called the whole
+    piece one cut line, though a \\x0b (a line break to str.splitlines) split it into two short ones."""
+    from venus_repro import diagnose
+
+    path = FIXTURES / "diagnose-vertical-tab-near-the-cut.log"
+    lines, _ = diagnose.read_sources([path])
+    assert [(l.number, len(l.text), l.length) for l in lines] == [(1, 10, None), (2, 4090, None), (3, 28, None)]
+    assert diagnose.diagnose([path])["cut_lines"] == []
