@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import UsageError
+from .errors import UsageError, read_limited
 
 from .resources import DATA
 
@@ -161,13 +161,7 @@ def load(name_or_path: str) -> Profile:
                 f"unknown profile '{name_or_path}' (available: {', '.join(available())})"
             )
     where = str(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise UsageError(f"{where}: cannot read the profile ({exc.strerror})") from None
-    if len(data) > MAX_BYTES:
-        raise UsageError(f"{where}: larger than {MAX_BYTES >> 10} KiB: not a profile")
+    data = read_limited(path, MAX_BYTES, "profile")
     try:
         # Aliases are shared, never copied, by the loader; no field below is expanded into a
         # string or walked, so an alias bomb costs nothing here.

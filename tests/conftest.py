@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 # The fuzz targets (tests/fuzz/): inputs per target. CI runs this many, from fixed seeds (the
 # same inputs every run: a failure reproduces); --fuzz-examples N (or VENUS_REPRO_FUZZ_EXAMPLES)
 # runs N per target from random seeds, for a longer search.
-FUZZ_CI_EXAMPLES = 150
+FUZZ_CI_EXAMPLES = 250
 
 
 def pytest_addoption(parser):

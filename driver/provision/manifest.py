@@ -24,7 +24,7 @@ import platform
 import re
 from pathlib import Path
 
-from ..errors import UsageError, shown
+from ..errors import UsageError, read_limited, shown
 from ..profile import NIX, Profile, QemuOptions
 from . import kernel
 from .components import Components
@@ -75,13 +75,7 @@ def validate(doc, where: str) -> None:
 def read(path: Path) -> dict:
     """The manifest as a checked mapping; one UsageError naming the file and field otherwise."""
     where = str(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise UsageError(f"{where}: cannot read the manifest ({exc.strerror}); build it with `nix build .#manifest`") from None
-    if len(data) > MAX_BYTES:
-        raise UsageError(f"{where}: larger than {MAX_BYTES >> 10} KiB: not a manifest")
+    data = read_limited(path, MAX_BYTES, "manifest", "; build it with `nix build .#manifest`")
     try:
         doc = json.loads(data)
     except ValueError as exc:  # also: not UTF-8, an integer of more than 4300 digits
