@@ -269,12 +269,20 @@ def _check_shape(w: _Where, root: yaml.Node) -> None:
 def _scalar(w: _Where, node: yaml.Node, field: str, kind: type):
     if not isinstance(node, yaml.ScalarNode):
         raise w.error(node, field, f"must be a {kind.__name__}")
-    value = yaml.safe_load(yaml.serialize(node))
+    value = _plain(w, node, field)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise w.error(node, field, f"must be a {kind.__name__}, not {value!r}")
     return value
+
+
+def _plain(w: _Where, node: yaml.ScalarNode, field: str):
+    """A scalar's value; one with a tag the safe loader does not construct (!!python/…) is an error."""
+    try:
+        return yaml.safe_load(yaml.serialize(node))
+    except yaml.YAMLError:
+        raise w.error(node, field, f"must be a plain value, not tagged {node.tag}") from None
 
 
 def _check_keys(w: _Where, node: yaml.Node, field: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
@@ -302,7 +310,7 @@ def _str_map(w: _Where, node: yaml.Node, field: str) -> dict[str, str]:
     for k, (_, v) in _mapping(node, w, field).items():
         if not isinstance(v, yaml.ScalarNode):
             raise w.error(v, f"{field}.{k}", "must be a plain value")
-        out[k] = str(yaml.safe_load(yaml.serialize(v)))
+        out[k] = str(_plain(w, v, f"{field}.{k}"))
     return out
 
 

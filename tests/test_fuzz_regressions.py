@@ -58,6 +58,13 @@ def test_a_control_character_in_a_scenario_is_one_line(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_python_tag_in_a_scenario_is_one_error(tmp_path):
+    """A tagged scalar (!!python/object:os.system) made the safe loader raise ConstructorError: exit 70."""
+    path = FIXTURES / "scenario-python-tag.yaml"
+    _one_error_line(venus_repro("run", str(path), "--run-dir", str(tmp_path / "run")),
+                    f"{path}:3: steps[0].program[0]: must be a plain value, not tagged tag:yaml.org,2002:python/object:os.system")  # fmt: skip
+
+
 def test_a_profile_package_that_is_not_a_name_is_refused(tmp_path):
     """host.packages: [null, …] was accepted, to fail later in provisioning."""
     path = FIXTURES / "profile-package-null.yaml"
