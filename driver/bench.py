@@ -22,13 +22,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import demos, doctor, hostvulkan, log, protocol, scenario
+from . import demos, doctor, hostvulkan, log, protocol, registry, scenario
+from .environment import Environment, resolve
 from .errors import VenusReproError
 from .machine import Machine, StartCommand
 from .profile import Profile
 from .provision import Components, Provisioner, components
+from .run import RunOptions, boot_and_collect, run
+from .steps import DemoStep, run_host_demo
 from .verdict import DemoRun
-from .run import RunOptions, boot_and_collect, guest_demo_run, guest_demo_step, run, run_host_demo
 
 DEFAULT_DEMOS = ["test_tri", "vkcube_anim", "vkcube_zerocopy", "vkcube_copyback"]
 GOALS = {
@@ -60,11 +62,12 @@ def _rounds(c: Components, selected: list[demos.Demo], repeat: int, out: Path) -
     host_out = out / "host"
     host_out.mkdir(exist_ok=True)
     plan: list[protocol.Step | protocol.Sync] = []
+    steps = {d.name: DemoStep(d) for d in selected}
     for r in range(repeat):
         for d in selected:
             name = f"{d.name}-r{r}"
             plan.append(protocol.Sync(name))
-            plan.append(guest_demo_step(d, name, None))
+            plan.append(steps[d.name].guest_plan(None, name=name, out=False)[0])
     start = StartCommand(c, out)
     host_fps: dict[str, float] = {}
     host_failed: dict[str, DemoRun] = {}
@@ -73,7 +76,7 @@ def _rounds(c: Components, selected: list[demos.Demo], repeat: int, out: Path) -
         for r in range(repeat):
             for d in selected:
                 sync = machine.wait_for_marker("sync", 60)
-                host = run_host_demo(start, d, host_out, save_frame=False, name=sync.get("name"))
+                host = run_host_demo(start, steps[d.name], host_out, save_frame=False, name=sync.get("name"))
                 if host.outcome == "pass":
                     host_fps[host.name] = float(host.result["fps"])
                 else:
@@ -90,7 +93,7 @@ def _rounds(c: Components, selected: list[demos.Demo], repeat: int, out: Path) -
     for r in range(repeat):
         for d in selected:
             name = f"{d.name}-r{r}"
-            guest = guest_demo_run(exchange, name)
+            guest = steps[d.name].collect(exchange, None, name=name)
             if guest.outcome != "pass" or name not in host_fps:
                 side = "guest" if guest.outcome != "pass" else "host"
                 run_ = guest if side == "guest" else host_failed.get(name)
@@ -116,7 +119,8 @@ def bench(
             tmp = Path(tempfile.mkdtemp(prefix="venus-repro-cold-"))
             try:
                 t = time.monotonic()
-                Provisioner(profile, cache=tmp).provision()
+                prov = Provisioner(profile, cache=tmp)
+                prov.provision(resolve(Environment(profile), prov))
                 report["cold_setup_s"] = round(time.monotonic() - t, 1)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -126,19 +130,20 @@ def bench(
         for i in range(max(1, min(repeat, 3))):
             default = scenario.load("venus-demos").override(profile=profile.name, host_vulkan=host_vulkan)
             result = run(RunOptions(default, profile, run_dir=run_dir / f"verdict-{i}"))
-            if result["verdict"] == "pass":
-                verdicts.append(result["timings"])
+            if result.verdict == "pass":
+                verdicts.append(result.timings)
             else:
-                ids = [f["id"] for f in result.get("findings", [])]
+                ids = [f["id"] for f in result.findings]
                 log.warn(f"verdict run {i + 1} failed ({', '.join(ids) or 'no finding'}); left out of the timings")
-                report["failed_verdict_runs"].append({"run_dir": result["run_dir"], "findings": ids})
+                report["failed_verdict_runs"].append({"run_dir": result.run_dir, "findings": ids})
         if not verdicts:
             raise VenusReproError(f"bench: every verdict run failed; see {run_dir}")
     report["time_to_verdict"] = {
         key: spread([t[key] for t in verdicts])
         for key in ("total_s", "preflight_s", "host_demos_s", "qemu_start_to_init_s", "vm_s")
     }
-    c = components(profile, host_vulkan=host_vulkan)
+    env = Environment(profile, sources=(("host_vulkan", registry.Source(registry.HOST)),) if host_vulkan == hostvulkan.HOST else ())
+    c, _ = components(env)
     failed = [ch for ch in doctor.preflight(c, StartCommand(c, run_dir)) if ch.status == doctor.FAIL]
     if failed:
         raise VenusReproError(f"bench: preflight failed: {failed[0].line()}")

@@ -8,6 +8,7 @@ same scenario, and compares the new run with the original.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import json
@@ -17,8 +18,10 @@ import tempfile
 from pathlib import Path
 
 from . import archive, log
+from .environment import Environment
 from .errors import UsageError, VenusReproError, shown
 from .profile import PLAIN_NAME, PROFILES, Profile
+from .run import ENVIRONMENT
 
 SKIP = {"exchange.img", "render-server", ".venus-repro-run"}
 # A bundle is someone else's data: limits on what unpacking it may write.
@@ -48,14 +51,25 @@ def _pack(run_dir: Path, tmp: Path, profile: Profile) -> None:
         for path in sorted(run_dir.rglob("*")):
             if path.is_file() and path.name not in SKIP and not path.is_symlink():
                 tar.add(path, arcname=f"run/{path.relative_to(run_dir)}", recursive=False)
-        profile_path = PROFILES / f"{profile.name}.yaml"
-        tar.add(profile_path if profile_path.exists() else profile.lock_path, arcname=f"profile/{profile.name}.yaml")
+        _add_bytes(tar, f"profile/{profile.name}.yaml", _flattened(profile.path or PROFILES / f"{profile.name}.yaml"))
         tar.add(profile.lock_path, arcname=f"profile/{profile.lock_path.name}")
         manifest = {"format": 1, "profile": profile.name, "run": run_dir.name}
-        data = json.dumps(manifest).encode()
-        info = tarfile.TarInfo("manifest.json")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
+        _add_bytes(tar, "manifest.json", json.dumps(manifest).encode())
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _flattened(profile_path: Path) -> bytes:
+    """A profile file that stands alone (``extends`` written out), for a bundle read elsewhere."""
+    import yaml
+
+    from .profile import _extended, _read
+
+    return yaml.safe_dump(_extended(_read(profile_path), profile_path), sort_keys=False).encode()
 
 
 def unpack(path: Path, into: Path) -> tuple[Path, Path]:
@@ -101,36 +115,35 @@ def _manifest(path: Path, file: Path) -> dict:
     return doc
 
 
-def read(path: Path, into: Path, trust: bool = False) -> tuple[Path, Profile, "scenario.Scenario"]:
-    """Unpack bundle ``path`` into ``into`` and read it: (original run dir, its profile, its scenario as replay runs it).
+def read(path: Path, into: Path, trust: bool = False) -> tuple[Path, Profile, "scenario.Scenario", Environment | None]:
+    """Unpack bundle ``path`` into ``into`` and read it: (original run dir, its profile, its scenario
+    and environment as replay runs them).
 
     The bundle is data. Unless ``trust`` (``--trust-bundle``), nothing in it
     is run, loaded or bound on this host: component overrides, a kernel
     image, host files outside the bundle and host environment other than
     SAFE_ENV are reported (``result.scenario.ignored``), not obeyed.
     """
-    import dataclasses
-
     from . import profile, scenario
-
     from .provision.lock import Lock
 
     original, profile_yaml = unpack(path, into)
     policy = scenario.ALLOW if trust else scenario.DROP
     try:
         prof = profile.load(str(profile_yaml))
-        Lock.load(prof)  # the bundled lock: its shape and every pin checked here, not mid-provisioning
         sc = scenario.load(str(original / "scenario.yaml"), policy, policy)
+        Lock.load(prof)  # the bundled lock: its shape and every pin checked here, not mid-provisioning
+        env = None
+        if (original / ENVIRONMENT).is_file():
+            # Every pin the original ran with (pins are data: each .deb is checked by its sha256).
+            env = Environment.load(original / ENVIRONMENT)
+            # The pins are the recorded ones; how QEMU is started is what the scenario says.
+            env = dataclasses.replace(env, profile=dataclasses.replace(env.profile, lock_path=prof.lock_path, path=prof.path), machine=sc.machine)
     except VenusReproError as exc:  # named as the bundle's member, not where it was unpacked
         raise type(exc)(str(exc).replace(f"{into}/", f"{path}: ")) from None
     if not trust:
-        unsafe = sorted(k for k in sc.host_env if k not in SAFE_ENV)
-        sc = dataclasses.replace(
-            sc,
-            host_env={k: v for k, v in sc.host_env.items() if k in SAFE_ENV},
-            ignored=sc.ignored + tuple(f"machine.host_env.{k} (not used: pass --trust-bundle to use it)" for k in unsafe),
-        )
-    return original, prof, sc
+        sc, env = trusted_part(sc, env)
+    return original, prof, sc, env
 
 
 def replay(path: Path, run_dir: Path | None, trust: bool = False) -> tuple[dict, dict, Path]:
@@ -140,10 +153,34 @@ def replay(path: Path, run_dir: Path | None, trust: bool = False) -> tuple[dict,
 
     keep = Path(tempfile.mkdtemp(prefix="venus-repro-replay-"))
     try:
-        original, prof, sc = read(path, keep, trust)
+        original, prof, sc, env = read(path, keep, trust)
     except BaseException:
         shutil.rmtree(keep, ignore_errors=True)  # nothing of a bundle that could not be read stays behind
         raise
     log.info(f"replaying scenario {sc.name} from {path} (original run: {original})")
-    result = run(RunOptions(sc, prof, run_dir=run_dir or new_run_dir(None, prof)))
-    return result, compare.compare(original, Path(result["run_dir"])), original
+    result = run(RunOptions(sc, prof, run_dir=run_dir or new_run_dir(None, prof), environment=env))
+    return result, compare.compare(original, Path(result.run_dir)), original
+
+
+def trusted_part(sc, env):
+    """What of a bundle's scenario and environment may be used without ``--trust-bundle``.
+
+    Pins are data (checked by sha256); a component the bundle names as a path
+    or a build runs code it brings, and host environment other than SAFE_ENV can
+    load libraries: those are left out and said (``ignored``).
+    """
+    from . import registry
+    from .environment import MachineOptions
+
+    ignored = list(sc.ignored)
+    machine = sc.machine
+    unsafe = sorted(k for k, _ in machine.host_env if k not in SAFE_ENV)
+    ignored += [f"machine.host_env.{k} (not used: pass --trust-bundle to use it)" for k in unsafe]
+    safe_machine = dataclasses.replace(machine, host_env=tuple((k, v) for k, v in machine.host_env if k in SAFE_ENV))
+    sc = dataclasses.replace(sc, machine=dataclasses.replace(sc.machine, host_env=safe_machine.host_env), ignored=tuple(dict.fromkeys(ignored)))
+    if env is not None:
+        kept = tuple((n, s) for n, s in env.sources if s.kind in registry.spec(n).safe_sources or s.kind == registry.HOST)
+        dropped = [f"components.{n} ({s.describe()}, not used: pass --trust-bundle to use it)" for n, s in env.sources if (n, s) not in kept]
+        env = dataclasses.replace(env, sources=kept, machine=safe_machine)
+        sc = dataclasses.replace(sc, ignored=tuple(dict.fromkeys([*sc.ignored, *dropped])))
+    return sc, env

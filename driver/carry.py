@@ -28,12 +28,11 @@ import lzma
 import os
 import shutil
 import tarfile
-import tempfile
 from pathlib import Path
 
-from . import archive, hostvulkan, log
+from . import archive, elf, hostvulkan, log
 from .errors import UsageError, shown
-from .provision import Components, Provisioner
+from .provision import Components
 
 FORMAT = 1
 # Programs the runtime root keeps (paths inside it); the GPU render server is added.
@@ -70,7 +69,8 @@ def _closure(root: Path, starts: list[Path]) -> set[Path]:
             real = (root / target.relative_to("/")) if target.is_absolute() else (path.parent / target)
             queue.append(Path(os.path.normpath(real)))
             continue
-        deps, runpath = hostvulkan.dynamic(path)
+        d = elf.read(path)
+        deps, runpath = d.needed, d.runpath
         # A RUNPATH names folders as the program sees them: inside the root.
         search = [Path(d) if d.startswith(str(root)) else root / d.lstrip("/") for d in runpath] + dirs
         for dep in deps:
@@ -98,11 +98,14 @@ def _add(tar: tarfile.TarFile, source: Path, name: str) -> None:
         tar.addfile(info)
 
 
-def pack(c: Components, prov: Provisioner, out: Path) -> dict:
-    """Write ``out`` (a .tar.xz): the runtime root, guest, demos, shim and manifest template."""
+def pack(c: Components, out: Path) -> dict:
+    """Write ``out`` (a .tar.xz): the runtime root, guest, demos, shim and manifest template.
+
+    ``c`` are a host-GPU run's components (``--host-vulkan host``): its root
+    already holds the virglrenderer a host GPU driver runs with.
+    """
     root = c.host_root
-    lib, server, version = prov.gpu_renderer(c.host_arch)
-    starts = [root / p for p in PROGRAMS] + [root / p for p in INTERPRETERS if (root / p).exists()]
+    starts = [root / p for p in (*PROGRAMS, RENDER_SERVER)] + [root / p for p in INTERPRETERS if (root / p).exists()]
     starts += [p for pattern in QEMU_MODULES for p in sorted(root.glob(f"usr/lib/*/qemu/{pattern}"))]
     dirs = hostvulkan.library_dirs(root)
     for name in DLOPENED:
@@ -111,82 +114,69 @@ def pack(c: Components, prov: Provisioner, out: Path) -> dict:
             raise UsageError(f"carry: the host root has no {name}")
         starts.append(found)
     demos = sorted(p for p in c.demo_bin.iterdir() if p.is_file()) if c.demo_bin else []
-    # The GPU render server and library go into the root in place of the host root's own;
-    # what they and the demos and the shim link comes from the host root.
-    staged = Path(tempfile.mkdtemp(prefix="venus-repro-carry-"))
-    try:
-        shutil.copy2(server, staged / "virgl_render_server")
-        shutil.copy2(lib.resolve(), staged / lib.resolve().name)
-        extra = [staged / "virgl_render_server", staged / lib.resolve().name, *demos] + ([c.ring_wake] if c.ring_wake else [])
-        for path in extra:
-            for dep in hostvulkan.needed(path):
-                found = hostvulkan.find_library(dep, dirs)
-                if found is None and dep != "libvirglrenderer.so.1":
-                    raise UsageError(f"carry: {path.name} needs {dep}, which the host root does not have")
-                if found is not None:
-                    starts.append(found)
-        files = _closure(root, starts)
-        files = {_parents_resolved(root, rel) for rel in files}
-        qemu_libdir = lib.parent.name  # x86_64-linux-gnu
-        files.discard(Path(f"usr/lib/{qemu_libdir}/libvirglrenderer.so.1"))
-        files.discard(Path(RENDER_SERVER))
-        manifest = {
-            "format": 1,
-            "root": "@CARRY@/root",
-            "qemu": "/usr/bin/qemu-system-aarch64",
-            "render_server": f"/{RENDER_SERVER}",
-            "virglrenderer": f"/usr/lib/{qemu_libdir}/libvirglrenderer.so.1",
-            "vulkaninfo": "/usr/bin/vulkaninfo",
-            # The root has no Mesa: the ICD is a placeholder the host's driver replaces
-            # (--host-vulkan host); lavapipe would find no library.
-            "vulkan_icd": "/usr/share/vulkan/icd.d/none.json",
-            "kernel": "@CARRY@/guest/vmlinuz",
-            "initramfs": "@CARRY@/guest/initrd.img",
-            "host_demos": "@CARRY@/demos" if demos else None,
-            "ring_wake": f"@CARRY@/shim/{c.ring_wake.name}" if c.ring_wake else None,
-            "page_size": c.kernel.page_size,
-            "accel": "tcg",
-            # A GPU machine has cores to spare: QEMU's multi-threaded TCG gives the guest's
-            # demo and Venus's ring their own vCPUs (GPU.md measured with 4).
-            "smp": 4,
-            "system": "x86_64-linux" if c.host_arch == "amd64" else "aarch64-linux",
-            "versions": {**c.versions, "virglrenderer": f"{version} ({prov.profile.gpu_renderer[0]})", "host_mesa": "none (host driver)"},
-        }
-        tmp = out.with_name(f".{out.name}.partial")
-        with log.nested(f"packing {len(files)} root files, the guest and {len(demos)} demos into {out}"):
-            with lzma.open(tmp, "wb", preset=6) as xz, tarfile.open(fileobj=xz, mode="w") as tar:
-                for d in ROOT_DIRS:
-                    info = tarfile.TarInfo(f"root/{d}")
-                    info.type, info.mode = tarfile.DIRTYPE, 0o1777 if d == "tmp" else 0o755
-                    tar.addfile(info)
-                for link in ROOT_LINKS:
-                    if (root / link).is_symlink():
-                        _add(tar, root / link, f"root/{link}")
-                for rel in [*(Path(f) for f in ROOT_FILES), *sorted(files)]:
-                    if (root / rel).exists() or (root / rel).is_symlink():
-                        _add(tar, root / rel, f"root/{rel}")
-                _add(tar, staged / "virgl_render_server", f"root/{RENDER_SERVER}")
-                _add(tar, staged / lib.resolve().name, f"root/usr/lib/{qemu_libdir}/{lib.resolve().name}")
-                link = tarfile.TarInfo(f"root/usr/lib/{qemu_libdir}/libvirglrenderer.so.1")
-                link.type, link.linkname = tarfile.SYMTYPE, lib.resolve().name
-                tar.addfile(link)
-                none = json.dumps({"file_format_version": "1.0.0", "ICD": {"library_path": "none", "api_version": "1.0.0"}}).encode()
-                info = tarfile.TarInfo("root/usr/share/vulkan/icd.d/none.json")
-                info.size = len(none)
-                tar.addfile(info, io.BytesIO(none))
-                _add(tar, c.kernel.path, "guest/vmlinuz")
-                _add(tar, c.initramfs, "guest/initrd.img")
-                for demo in demos:
-                    _add(tar, demo, f"demos/{demo.name}")
-                if c.ring_wake:
-                    _add(tar, c.ring_wake, f"shim/{c.ring_wake.name}")
-                data = (json.dumps(manifest, indent=2) + "\n").encode()
-                info = tarfile.TarInfo("manifest.template.json")
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-        tmp.replace(out)
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
+    # What the demos and the shim link comes from the host root.
+    for path in [*demos, *([c.ring_wake] if c.ring_wake else [])]:
+        for dep in elf.read(path).needed:
+            found = hostvulkan.find_library(dep, dirs)
+            if found is None:
+                raise UsageError(f"carry: {path.name} needs {dep}, which the host root does not have")
+            starts.append(found)
+    files = {_parents_resolved(root, rel) for rel in _closure(root, starts)}
+    (lib,) = sorted(root.glob("usr/lib/*/libvirglrenderer.so.1")) or [None]
+    if lib is None:
+        raise UsageError("carry: the host root has no libvirglrenderer.so.1")
+    manifest = {
+        "format": 1,
+        "root": "@CARRY@/root",
+        "qemu": "/usr/bin/qemu-system-aarch64",
+        "render_server": f"/{RENDER_SERVER}",
+        "virglrenderer": f"/{lib.relative_to(root)}",
+        "vulkaninfo": "/usr/bin/vulkaninfo",
+        # The root has no Mesa: the ICD is a placeholder the host's driver replaces
+        # (--host-vulkan host); lavapipe would find no library.
+        "vulkan_icd": "/usr/share/vulkan/icd.d/none.json",
+        "kernel": "@CARRY@/guest/vmlinuz",
+        "initramfs": "@CARRY@/guest/initrd.img",
+        "host_demos": "@CARRY@/demos" if demos else None,
+        "ring_wake": f"@CARRY@/shim/{c.ring_wake.name}" if c.ring_wake else None,
+        "page_size": c.kernel.page_size,
+        "accel": "tcg",
+        # A GPU machine has cores to spare: QEMU's multi-threaded TCG gives the guest's
+        # demo and Venus's ring their own vCPUs (GPU.md measured with 4).
+        "smp": 4,
+        "system": "x86_64-linux" if c.host_arch == "amd64" else "aarch64-linux",
+        # A component from another suite says which (the manifest has no other place for it).
+        "versions": {**{k: v + (f" ({c.origins[k][1]})" if c.origins.get(k, ("", None))[0] in ("suite", "mixed") else "") for k, v in c.versions.items()},
+                     "host_vulkan": "none (host driver)"},  # fmt: skip
+    }
+    tmp = out.with_name(f".{out.name}.partial")
+    with log.nested(f"packing {len(files)} root files, the guest and {len(demos)} demos into {out}"):
+        with lzma.open(tmp, "wb", preset=6) as xz, tarfile.open(fileobj=xz, mode="w") as tar:
+            for d in ROOT_DIRS:
+                info = tarfile.TarInfo(f"root/{d}")
+                info.type, info.mode = tarfile.DIRTYPE, 0o1777 if d == "tmp" else 0o755
+                tar.addfile(info)
+            for link in ROOT_LINKS:
+                if (root / link).is_symlink():
+                    _add(tar, root / link, f"root/{link}")
+            for rel in [*(Path(f) for f in ROOT_FILES), *sorted(files)]:
+                if (root / rel).exists() or (root / rel).is_symlink():
+                    _add(tar, root / rel, f"root/{rel}")
+            none = json.dumps({"file_format_version": "1.0.0", "ICD": {"library_path": "none", "api_version": "1.0.0"}}).encode()
+            info = tarfile.TarInfo("root/usr/share/vulkan/icd.d/none.json")
+            info.size = len(none)
+            tar.addfile(info, io.BytesIO(none))
+            _add(tar, c.kernel.path, "guest/vmlinuz")
+            _add(tar, c.initramfs, "guest/initrd.img")
+            for demo in demos:
+                _add(tar, demo, f"demos/{demo.name}")
+            if c.ring_wake:
+                _add(tar, c.ring_wake, f"shim/{c.ring_wake.name}")
+            data = (json.dumps(manifest, indent=2) + "\n").encode()
+            info = tarfile.TarInfo("manifest.template.json")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    tmp.replace(out)
     return {"carry": str(out), "bytes": out.stat().st_size, "root_files": len(files), "demos": len(demos)}
 
 

@@ -66,14 +66,10 @@ def _add_host_vulkan(p: argparse.ArgumentParser) -> None:
 
 
 def _add_machine(p: argparse.ArgumentParser) -> None:
+    from . import registry
+
     _add_host_vulkan(p)
-    for key, what in (
-        ("qemu", "a qemu-system-aarch64 binary"),
-        ("virglrenderer", "a libvirglrenderer.so.1 (e.g. your own build)"),
-        ("render-server", "a virgl_render_server"),
-        ("vulkan-icd", "a host Vulkan ICD JSON"),
-    ):
-        p.add_argument(f"--{key}", type=Path, metavar="PATH", help=f"use {what} instead of the profile's")
+    registry.add_flags(p)
     p.add_argument("--display", help="QEMU -display value (default sdl,gl=on on SDL's offscreen driver)")
     p.add_argument("--gpu-options", help="virtio-gpu-gl-pci options (default venus=on,blob=on,hostmem=<profile>)")
     p.add_argument(
@@ -87,15 +83,34 @@ def _add_machine(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _components(args) -> dict[str, Path]:
-    from .scenario import check_component
+def _sources(args) -> dict:
+    """The components the command line takes from elsewhere (files, --component)."""
+    from . import registry
 
-    out = {}
-    for key in ("qemu", "virglrenderer", "render_server", "vulkan_icd"):
-        path = getattr(args, key, None)
-        if path is not None:
-            out[key] = check_component(key, path)
-    return out
+    return {**registry.from_flags(args), **registry.parse_cli(getattr(args, "component", []) or [])}
+
+
+def _environment(args, prof):
+    """The environment the command line describes (fingerprint, doctor, boot, provision, carry)."""
+    from . import registry
+    from .environment import Environment, MachineOptions
+
+    if getattr(args, "kernel", None) is not None and getattr(args, "kernel_flavour", None) is not None:
+        raise VenusReproError("--kernel and --kernel-flavour exclude each other")
+    sources = _sources(args) if hasattr(args, "component") else {}
+    if getattr(args, "kernel", None) is not None:
+        from .provision.kernel import read_image
+
+        read_image(args.kernel)
+        sources["guest_kernel"] = registry.Source(registry.PATH, paths=(("image", str(args.kernel.resolve())),))
+    if getattr(args, "host_vulkan", None) == "host":
+        sources["host_vulkan"] = registry.Source(registry.HOST)
+    machine = MachineOptions(
+        display=getattr(args, "display", None), gpu_options=getattr(args, "gpu_options", None),
+        host_env=tuple(sorted(_host_env(getattr(args, "host_env", []) or []).items())),
+        ring_wake=getattr(args, "ring_wake", None) is not False,
+    )  # fmt: skip
+    return Environment(prof, getattr(args, "kernel_flavour", None), machine=machine, sources=tuple(sorted(sources.items())))
 
 
 def _host_env(items: list[str]) -> dict[str, str]:
@@ -134,6 +149,10 @@ def parser() -> argparse.ArgumentParser:
 
     p.add_argument("--no-preflight", action="store_true", help="boot even if a preflight check fails (to reproduce it)")
     p.add_argument(
+        "--environment", type=Path, metavar="FILE",
+        help="run in this recorded environment exactly (a run's or a bisect reproducer's environment.json) instead of resolving one",
+    )  # fmt: skip
+    p.add_argument(
         "--allow-host-files", action="store_true",
         help="let the scenario name host files outside its own folder (files:, components:, kernel.image): "
         "they are copied into the guest and the run directory, or run",
@@ -169,6 +188,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("-o", "--output", type=Path, help="the archive to write (default: RUN_DIR.venus-bundle.tar.gz)")
 
+    p = sub.add_parser("bisect", help="find which difference between two environments (or which commit) breaks a run, proven by runs")
+    p.add_argument("good", nargs="?", metavar="GOOD", help="a run directory, a bundle or a scenario file that passes")
+    p.add_argument("bad", nargs="?", metavar="BAD", help="one that fails (its steps are run unless --steps)")
+    p.add_argument("--steps", metavar="SCENARIO", help="run these steps instead of BAD's (a built-in scenario or a file)")
+    p.add_argument("--tries", type=int, default=1, metavar="N", help="runs of a passing candidate before it counts as good (default 1)")
+    p.add_argument("--run-dir", type=Path, help="the bisect's directory (default ./venus-runs/<time>-bisect); again to continue one")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--trust-bundle", action="store_true", help="a bundle endpoint's component paths and builds are used (they run its code)")
+    p.add_argument("--source", metavar="COMPONENT=GIT_TREE", help="bisect a component's source history (virglrenderer, guest_mesa, qemu) instead")
+    p.add_argument("--good", dest="good_rev", metavar="REV", help="with --source: a commit that passes")
+    p.add_argument("--bad", dest="bad_rev", metavar="REV", help="with --source: a commit that fails")
+    p.add_argument("--profile", help="with --source: the profile the builds run on (default: the steps' scenario's)")
+
     p = sub.add_parser("replay", help="run a bundle's scenario with its pins here and compare with the original")
     p.add_argument("bundle", type=Path, metavar="BUNDLE")
     p.add_argument("--run-dir", type=Path, help="where to write the new run")
@@ -200,6 +232,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--refresh", action="store_true", help="re-pin every package to what the mirror serves now")
     p.add_argument("--scenario", type=Path, metavar="FILE", help="pin this scenario's guest_packages (lock beside it)")
     p.add_argument("--only", action="append", default=[], metavar="SET", help="with --refresh: re-pin only this set (repeatable)")
+    p.add_argument("--sources", action="store_true", help="with --refresh: re-pin the Debian source packages the build tests use (data/pins/sources.json) instead")
 
     p = sub.add_parser("diagnose", help="decode and classify the failures in log files or run directories")
     p.add_argument("paths", nargs="+", type=Path, metavar="FILE|RUN_DIR")
@@ -208,12 +241,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host-page-size", type=int, metavar="BYTES", help="the host's page size (HVF on Apple Silicon: 16384)")
     p.add_argument("--accel", choices=["hvf", "kvm", "tcg", "whpx"], help="the accelerator the logs come from")
 
-    p = sub.add_parser("build-virglrenderer", help="build a virglrenderer source tree (upstream or your fork) for --virglrenderer/--render-server")
-    _add_profile(p)
-    p.add_argument("source", type=Path, metavar="SOURCE", help="a source tarball (.tar.gz, .tar.xz, …) or a source folder")
-    p.add_argument("-D", dest="options", action="append", default=[], metavar="NAME=VALUE",
-                   help="a meson option, e.g. -D render-server-worker=thread or -D vulkan-preload=false (repeatable)")  # fmt: skip
-    p.add_argument("--json", action="store_true", help="print the build's paths as JSON")
+    for name, what, flag, example in (
+        ("build-virglrenderer", "build a virglrenderer source tree (upstream or your fork) for --virglrenderer/--render-server",
+         "-D", "a meson option, e.g. -D render-server-worker=thread or -D vulkan-preload=false"),
+        ("build-mesa", "cross-build a Mesa source tree's Venus ICD (upstream or your tree) for the guest",
+         "-D", "a meson option beyond the Venus-only ones, e.g. -D buildtype=debugoptimized"),
+        ("build-qemu", "build a QEMU source tree (upstream or your fork) for the host root: aarch64-softmmu with Venus",
+         "--configure-option", "one more configure option, written --configure-option=--enable-slirp"),
+    ):  # fmt: skip
+        p = sub.add_parser(name, help=what)
+        _add_profile(p)
+        p.add_argument("source", type=Path, metavar="SOURCE", help="a source tarball (.tar.gz, .tar.xz, …) or a source folder")
+        p.add_argument(flag, dest="options", action="append", default=[], metavar="NAME=VALUE" if flag == "-D" else "OPT",
+                       help=f"{example} (repeatable)")  # fmt: skip
+        p.add_argument("--json", action="store_true", help="print the build as JSON")
 
     p = sub.add_parser("unpack", help="unpack .deb files the way provisioning does (Python; no dpkg needed)")
     p.add_argument("debs", nargs="+", type=Path, metavar="DEB")
@@ -251,10 +292,10 @@ def cmd_run(args) -> int:
 
     result = run(run_options(args))
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result.to_json(), indent=2))
     else:
         print(render(result))
-    return 0 if result["verdict"] == "pass" else 1
+    return 0 if result.verdict == "pass" else 1
 
 
 def run_options(args):
@@ -290,11 +331,18 @@ def run_options(args):
         display=args.display,
         gpu_options=args.gpu_options,
         host_env=_host_env(args.host_env),
-        components=_components(args),
+        sources=_sources(args),
         ring_wake=getattr(args, "ring_wake", None),
         host_vulkan=args.host_vulkan,
     )
-    return RunOptions(sc, prof, run_dir=args.run_dir, boot_timeout=args.boot_timeout, no_preflight=args.no_preflight)
+    env = None
+    if args.environment is not None:
+        from .environment import Environment
+
+        env = Environment.load(args.environment)
+        prof = env.profile
+        sc = sc.in_environment(env)
+    return RunOptions(sc, prof, run_dir=args.run_dir, boot_timeout=args.boot_timeout, no_preflight=args.no_preflight, environment=env)
 
 
 def cmd_bench(args) -> int:
@@ -336,9 +384,9 @@ def cmd_fingerprint(args) -> int:
     from .provision import components
 
     prof = _profile(args.profile, args.manifest)
-    c = components(prof, args.kernel_flavour, args.kernel)
+    c, env = components(_environment(args, prof))
     with tempfile.TemporaryDirectory(prefix="venus-repro-fp-") as tmp:
-        fp = fingerprint.fingerprint(c, StartCommand(c, Path(tmp)), profile.cache_dir())
+        fp = fingerprint.fingerprint(c, StartCommand(c, Path(tmp), machine=env.machine), profile.cache_dir(), env=env)
     if args.json:
         print(json.dumps(fp, indent=2))
     else:
@@ -361,14 +409,46 @@ def cmd_bundle(args) -> int:
     from .compare import load_run
 
     _, result = load_run(args.run_dir)
-    if result.get("profile") == profile.NIX:
+    if result.profile == profile.NIX:
         raise VenusReproError(
             "bundle packs the Debian profile's lock; a nix-profile run is reproduced from the same "
             "flake.lock (`nix run .#alpine-venus`); its fingerprint.json names every store path"
         )
-    out = bundle.bundle(args.run_dir, args.output, profile.load(result.get("profile") or "debian-trixie"))
+    out = bundle.bundle(args.run_dir, args.output, profile.load(result.profile or "debian-trixie"))
     print(f"{out} ({out.stat().st_size / 1024:.0f} KiB)")
     return 0
+
+
+def cmd_bisect(args) -> int:
+    from . import bisect
+
+    if args.tries <= 0:
+        raise VenusReproError("--tries must be a positive number")
+    if args.source is not None:
+        from . import source_bisect
+
+        if args.good is not None or args.bad is not None:
+            raise VenusReproError("with --source, give the commits as --good REV --bad REV (no GOOD BAD environments)")
+        if not (args.good_rev and args.bad_rev):
+            raise VenusReproError("--source needs --good REV and --bad REV")
+        work = bisect.new_bisect_dir(args.run_dir)
+        report = source_bisect.bisect_source(args.source, args.good_rev, args.bad_rev, args.steps, args.profile, args.tries, work)
+    else:
+        if args.good is None or args.bad is None:
+            raise VenusReproError("bisect needs GOOD and BAD (run directories, bundles or scenario files), or --source")
+        if args.good_rev or args.bad_rev or args.profile:
+            raise VenusReproError("--good/--bad/--profile belong to --source")
+        work = bisect.new_bisect_dir(args.run_dir)
+        good = bisect.load_endpoint(args.good, args.trust_bundle, work)
+        bad = bisect.load_endpoint(args.bad, args.trust_bundle, work)
+        steps = None
+        if args.steps:
+            from . import scenario
+
+            steps = scenario.load(args.steps)
+        report = bisect.bisect(good, bad, steps, args.tries, work)
+    print(json.dumps(report, indent=2) if args.json else bisect.render(report))
+    return 0 if report["outcome"] == "found" else 1
 
 
 def cmd_replay(args) -> int:
@@ -377,14 +457,14 @@ def cmd_replay(args) -> int:
 
     result, comparison, original = bundle.replay(args.bundle, args.run_dir, trust=args.trust_bundle)
     _, first = compare.load_run(original)
-    reproduced = result["verdict"] == first["verdict"]
+    reproduced = result.verdict == first.verdict
     if args.json:
-        print(json.dumps({"reproduced": reproduced, "result": result, "comparison": comparison}, indent=2))
+        print(json.dumps({"reproduced": reproduced, "result": result.to_json(), "comparison": comparison}, indent=2))
     else:
         print(render(result))
         print()
         print(compare.render(comparison))
-        print(f"\n{'reproduced' if reproduced else 'NOT reproduced'}: original verdict {first['verdict']}, this run {result['verdict']}")
+        print(f"\n{'reproduced' if reproduced else 'NOT reproduced'}: original verdict {first.verdict}, this run {result.verdict}")
     return 0 if reproduced else 1
 
 
@@ -394,13 +474,9 @@ def cmd_doctor(args) -> int:
     from .provision import components
 
     prof = _profile(args.profile, args.manifest)
-    env = _host_env(args.host_env)
-    c = components(prof, args.kernel_flavour, args.kernel, host_vulkan=args.host_vulkan or "lavapipe")
+    c, env = components(_environment(args, prof))
     with tempfile.TemporaryDirectory(prefix="venus-repro-doctor-") as tmp:
-        start = StartCommand(
-            c, Path(tmp), display=args.display, gpu_options=args.gpu_options, env=env, overrides=_components(args),
-            ring_wake=args.ring_wake is not False,
-        )
+        start = StartCommand(c, Path(tmp), machine=env.machine)
         checks = doctor.preflight(c, start, c.accel)
         stderr_lines = [ch.line() for ch in checks]
     failed = [ch for ch in checks if ch.status == doctor.FAIL]
@@ -427,7 +503,7 @@ def cmd_boot(args) -> int:
     from .run import new_run_dir
 
     prof = _profile(args.profile, args.manifest)
-    c = components(prof, args.kernel_flavour, args.kernel)
+    c, _ = components(_environment(args, prof))
     run_dir = new_run_dir(args.run_dir, prof)
     log.info(f"booting {c.kernel_flavour} kernel ({c.kernel_release or c.kernel.path}); run directory {run_dir}")
     log.info("serial console attached: 'exit' in the guest powers off; Ctrl-A x quits QEMU")
@@ -439,7 +515,7 @@ def cmd_provision(args) -> int:
     from .provision import components
 
     prof = _profile(args.profile, args.manifest)
-    c = components(prof, args.kernel_flavour)
+    c, env = components(_environment(args, prof))
     info = {
         "profile": prof.name,
         "host_root": str(c.host_root),
@@ -448,6 +524,7 @@ def cmd_provision(args) -> int:
         "demos": str(c.demo_bin.parent) if c.demo_bin else None,
         "ring_wake": str(c.ring_wake) if c.ring_wake else None,
         "versions": c.versions,
+        "origins": {k: list(v) for k, v in c.origins.items()},
         "lock_sha256": c.lock_digest,
         # What QEMU will be started with (a run may still override it).
         "machine": {
@@ -468,24 +545,41 @@ def cmd_provision(args) -> int:
 
 
 def cmd_lock(args) -> int:
+    from . import registry
     from .provision import lock
 
     if args.scenario is not None:
         from . import scenario
 
+        from . import environment
+        from .provision import Provisioner
+
         sc = scenario.load(str(args.scenario))
         prof = _profile(args.profile if args.profile != "debian-trixie" else sc.profile, args.manifest)
         _no_manifest(prof, "lock")
-        base = lock.Lock.load(prof)
-        if not sc.guest_packages:
-            raise VenusReproError(f"{args.scenario} adds no guest_packages: nothing to pin")
+        pinning = sc.pinning(prof)
+        what = [*sc.guest_packages, *(f"{n} from {sc.source(n).suite}" for n in sorted(sc.locked))]
+        if not what:
+            raise VenusReproError(f"{args.scenario} adds no guest_packages and takes no component from another suite: nothing to pin")
         if not args.refresh:
-            pins = lock.extra_guest_pins(prof, base, sc.guest_packages, sc.path)
-            print(f"{lock.scenario_lock_path(sc.path)}: {len(pins)} pins cover {', '.join(sc.guest_packages)}")
+            env = environment.resolve(sc.environment(prof), Provisioner(prof), pinning)
+            n = len(env.layer(environment.GUEST_EXTRA)) + sum(len(env.layer(registry.spec(c).layer)) for c in sc.locked)
+            print(f"{pinning.lock_path}: {n} pins cover {', '.join(what)}")
             return 0
-        _, changes = lock.refresh_extra(prof, base, sc.guest_packages, sc.path, profile.cache_dir() / "apt")
+        changes = environment.pin_scenario(sc.environment(prof), Provisioner(prof), pinning)
         print(tabulate(changes, headers=["set", "package", "was", "now"], tablefmt="simple") if changes else "no changes")
-        print(f"{lock.scenario_lock_path(sc.path)}: review and keep it beside the scenario")
+        print(f"{pinning.lock_path}: review and keep it beside the scenario")
+        return 0
+    if args.sources:
+        from .provision import sources
+
+        if not args.refresh:
+            pinned = sources.load()
+            print("\n".join(f"{s.name}: {s.package} {s.version} ({s.suite}) {s.orig.name}" for s in pinned.values()))
+            return 0
+        changes = sources.refresh(profile.cache_dir() / "apt")
+        print(tabulate(changes, headers=["source", "was", "now"], tablefmt="simple") if changes else "no changes")
+        print(f"{sources.SOURCES}: review and commit it")
         return 0
     prof = _profile(args.profile, args.manifest)
     _no_manifest(prof, "lock")
@@ -515,13 +609,9 @@ def cmd_diagnose(args) -> int:
 
 
 def cmd_build_virglrenderer(args) -> int:
-    from .provision import Provisioner
     from .provision.build import build_virglrenderer
 
-    prof = _profile(args.profile, args.manifest)
-    _no_manifest(prof, "build-virglrenderer")
-    options = tuple(o if o.startswith("-D") else f"-D{o}" for o in args.options)
-    b = build_virglrenderer(Provisioner(prof), args.source, options)
+    b = build_virglrenderer(*_builder(args, "build-virglrenderer"))
     if args.json:
         print(json.dumps(b.as_dict(), indent=2))
     else:
@@ -530,9 +620,33 @@ def cmd_build_virglrenderer(args) -> int:
     return 0
 
 
+def cmd_build_guest_or_host(args) -> int:
+    """build-mesa (the guest's Venus ICD) and build-qemu (the host's QEMU)."""
+    from .provision import build
+
+    if args.command == "build-mesa":
+        b = build.build_mesa(*_builder(args, args.command))
+        summary = f"Mesa {b.info.get('mesa_version')} Venus ICD for the guest's {b.info['guest_library']}:\nlibrary:  {b.library}\nICD JSON: {b.icd_json}"
+    else:
+        b = build.build_qemu(*_builder(args, args.command, meson=False))
+        summary = f"QEMU {b.info.get('qemu_version')} for the host root: {b.binary}"
+    print(json.dumps(b.as_dict(), indent=2) if args.json else summary)
+    return 0
+
+
+def _builder(args, command: str, meson: bool = True):
+    """(Provisioner, source, options) for a build-* command; meson options may be given without -D."""
+    from .provision import Provisioner
+
+    prof = _profile(args.profile, args.manifest)
+    _no_manifest(prof, command)
+    options = tuple(o if not meson or o.startswith("-D") else f"-D{o}" for o in args.options)
+    return Provisioner(prof), args.source, options
+
+
 def cmd_carry(args) -> int:
     from . import carry
-    from .provision import Provisioner, components
+    from .provision import components
 
     if args.carry_command == "unpack":
         manifest = carry.unpack(args.carry, args.dest)
@@ -544,7 +658,12 @@ def cmd_carry(args) -> int:
         raise VenusReproError(f"profile {prof.name} pins no gpu_renderer: a carry runs on the host's GPU driver")
     if not args.output.name.endswith(".tar.xz"):
         raise VenusReproError(f"{args.output}: name the carry OUT.tar.xz")
-    info = carry.pack(components(prof), Provisioner(prof), args.output.resolve())
+    from . import registry
+
+    # What a host-GPU run takes (--host-vulkan host): the profile's virglrenderer for GPU drivers.
+    env = _environment(args, prof).with_sources(virglrenderer=registry.Source(registry.SUITE, suite=prof.gpu_renderer[0], exact=True))
+    c, _ = components(env)
+    info = carry.pack(c, args.output.resolve())
     print(json.dumps(info, indent=2) if args.json else f"{info['carry']}: {info['bytes'] / 1e6:.1f} MB ({info['root_files']} root files, {info['demos']} demos)")
     return 0
 
@@ -585,7 +704,7 @@ def cmd_demos(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "boot": cmd_boot, "provision": cmd_provision, "lock": cmd_lock, "demos": cmd_demos, "diagnose": cmd_diagnose, "doctor": cmd_doctor, "bench": cmd_bench, "fingerprint": cmd_fingerprint, "compare": cmd_compare, "bundle": cmd_bundle, "replay": cmd_replay, "build-virglrenderer": cmd_build_virglrenderer, "guest-initramfs": cmd_guest_initramfs, "unpack": cmd_unpack, "carry": cmd_carry}
+COMMANDS = {"run": cmd_run, "boot": cmd_boot, "provision": cmd_provision, "lock": cmd_lock, "demos": cmd_demos, "diagnose": cmd_diagnose, "doctor": cmd_doctor, "bench": cmd_bench, "fingerprint": cmd_fingerprint, "compare": cmd_compare, "bundle": cmd_bundle, "replay": cmd_replay, "bisect": cmd_bisect, "build-virglrenderer": cmd_build_virglrenderer, "build-mesa": cmd_build_guest_or_host, "build-qemu": cmd_build_guest_or_host, "guest-initramfs": cmd_guest_initramfs, "unpack": cmd_unpack, "carry": cmd_carry}
 
 
 # Errors of the machine rather than of venus-repro: a full disk, a read-only or

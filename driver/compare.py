@@ -11,24 +11,46 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import registry
 from .errors import UsageError
+from .result import RunResult
 
 # Most suspicious first: what the user's environment is made of, then how the
 # machine was configured, then what was asked, then the host itself.
-RANK = ("components.kernel.page_size", "components.kernel", "components", "machine", "lock_sha256", "profile", "scenario", "host")
+RANK = ("components.guest_kernel.page_size", "components.guest_kernel", "components", "machine", "lock_sha256", "profile", "scenario", "host")
 
 
-def load_run(path: Path) -> tuple[dict, dict]:
+def load_run(path: Path) -> tuple[dict, RunResult]:
     if not path.is_dir():
         raise UsageError(f"{path}: not a run directory")
+    result = RunResult.load(path / "result.json")
     try:
         fp = json.loads((path / "fingerprint.json").read_text())
-        result = json.loads((path / "result.json").read_text())
-    except FileNotFoundError as exc:
-        raise UsageError(f"{path}: no {Path(exc.filename).name} (not a venus-repro run directory?)") from None
-    except json.JSONDecodeError as exc:
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no fingerprint.json (not a venus-repro run directory?)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: unreadable run file: {exc}") from None
+    if not isinstance(fp, dict) or not isinstance(fp.get("components", {}), dict):
+        raise UsageError(f"{path}/fingerprint.json: not a fingerprint")
     return fp, result
+
+
+# Fingerprint entries beside the registry's components, and the side of the stack each is on.
+_SIDES = {"initramfs": "guest", "ring_wake": "host"}
+
+
+def side(key: str) -> str | None:
+    """host or guest: which side of the stack a difference (``components.<name>…``, ``machine.…``) is on."""
+    parts = key.split(".")
+    if parts[0] == "machine":
+        return "host"
+    if parts[0] != "components" or len(parts) < 2:
+        return None
+    if parts[1] in registry.BY_NAME:
+        return registry.BY_NAME[parts[1]].side
+    if parts[1] == "demos":
+        return parts[2] if len(parts) > 2 and parts[2] in ("host", "guest") else None
+    return _SIDES.get(parts[1])
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, object]:
@@ -59,34 +81,38 @@ def compare(a_dir: Path, b_dir: Path) -> dict:
         if a.get(key) != b.get(key)
     ]
     outcomes = []
-    if ra.get("verdict") != rb.get("verdict"):
-        outcomes.append({"what": "verdict", "a": ra.get("verdict"), "b": rb.get("verdict")})
-    for name in ("guest.page_size", "guest.kernel_release"):
-        va, vb = flatten(ra).get(name), flatten(rb).get(name)
+    if ra.verdict != rb.verdict:
+        outcomes.append({"what": "verdict", "a": ra.verdict, "b": rb.verdict})
+    for name in ("page_size", "kernel_release"):
+        va, vb = getattr(ra.guest, name), getattr(rb.guest, name)
         if va != vb:
-            outcomes.append({"what": name, "a": va, "b": vb})
-    da = {d["name"]: d for d in ra.get("demos", [])}
-    db = {d["name"]: d for d in rb.get("demos", [])}
+            outcomes.append({"what": f"guest.{name}", "a": va, "b": vb})
+    da = {d.name: d for d in ra.steps}
+    db = {d.name: d for d in rb.steps}
     for name in list(da) + [n for n in db if n not in da]:
-        x, y = da.get(name, {}), db.get(name, {})
+        x, y = da.get(name), db.get(name)
         for field in ("outcome", "checksum"):
-            if x.get(field) != y.get(field):
-                outcomes.append({"what": f"{name}.{field}", "a": x.get(field), "b": y.get(field)})
-        if x.get("fps") and y.get("fps"):
-            outcomes.append({"what": f"{name}.fps (b/a)", "a": x["fps"], "b": y["fps"], "ratio": round(y["fps"] / x["fps"], 2)})
+            vx, vy = getattr(x, field, None), getattr(y, field, None)
+            if vx != vy:
+                outcomes.append({"what": f"{name}.{field}", "a": vx, "b": vy})
+        if x and y and x.fps and y.fps:
+            outcomes.append({"what": f"{name}.fps (b/a)", "a": x.fps, "b": y.fps, "ratio": round(y.fps / x.fps, 2)})
     component_diffs = [d for d in diffs if _rank(d["what"]) <= RANK.index("profile")]
-    verdict_changed = ra.get("verdict") != rb.get("verdict")
+    verdict_changed = ra.verdict != rb.verdict
     for d in diffs:
         d["suspect"] = verdict_changed and d in component_diffs
+        d["side"] = side(d["what"])
+    sides = sorted({d["side"] for d in component_diffs if d["side"]})
     if not component_diffs:
         summary = "no component differences"
     else:
-        summary = f"{len(component_diffs)} component difference(s)" + (
-            f"; the verdict changed ({ra.get('verdict')} → {rb.get('verdict')}): suspect {component_diffs[0]['what']} first"
+        where = {("guest",): "guest components", ("host",): "host components", ("guest", "host"): "host and guest components"}.get(tuple(sides), "the environment")
+        summary = f"{len(component_diffs)} component difference(s), in the {where}" + (
+            f"; the verdict changed ({ra.verdict} → {rb.verdict}): suspect {component_diffs[0]['what']} first"
             if verdict_changed
             else ""
         )
-    return {"a": str(a_dir), "b": str(b_dir), "summary": summary, "differences": diffs, "outcomes": outcomes}
+    return {"a": str(a_dir), "b": str(b_dir), "summary": summary, "sides": sides, "differences": diffs, "outcomes": outcomes}
 
 
 def _short(value: object) -> str:

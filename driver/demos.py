@@ -18,6 +18,8 @@ from . import log, resources, sandbox
 from .errors import ProvisionError, UsageError
 
 
+# Where the guest's demo binaries live inside the initramfs (both profiles).
+GUEST_BIN_DIR = "opt/venus-repro/bin"
 # What a demo is built from: the catalogue, C sources and headers, GLSL shaders.
 _SOURCE_SUFFIXES = (".c", ".h", ".yaml", ".vert", ".frag")
 

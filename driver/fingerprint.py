@@ -14,9 +14,10 @@ import os
 import platform
 from pathlib import Path
 
-from . import hostvulkan
+from . import hostvulkan, registry
 from .machine import StartCommand
 from .provision import Components
+from .provision.lock import set_digest
 from .provision.store import sha256_file
 
 
@@ -92,52 +93,61 @@ def _host_vulkan(c: Components, start: StartCommand, cache: HashCache, icd: str,
             "driver": "host",
             "icd_sha256": cache.sha256(d.icd.json_path),
             "library_sha256": cache.sha256(d.icd.library.resolve()) if d.icd.library else None,
-            "loader_version": c.versions["vulkan_loader"],
         }
     return {
         "mode": "lavapipe" if "vulkan_icd" not in start.overrides else "override",
         "icd": icd,
         "icd_sha256": cache.sha256(start.host_path("vulkan_icd", icd)),
         "driver": "lavapipe" if "lvp" in icd else Path(icd).stem,
-        "mesa_version": c.versions["host_mesa"],
         "library_sha256": cache.sha256(driver_lib) if driver_lib else None,
-        "loader_version": c.versions["vulkan_loader"],
     }
 
 
-def fingerprint(c: Components, start: StartCommand, cache_dir: Path, scenario=None, guest_mesa: str | None = None) -> dict:
-    cache = HashCache(cache_dir / "hash-cache.json")
-    root = c.host_root
-    ov = start.overrides
+def _files(c: Components, start: StartCommand, cache: HashCache) -> dict[str, dict]:
+    """What each host component is as files (the ones QEMU and the render server actually load)."""
     server = start.render_server
     lib = start.virglrenderer_library
     icd = start.environment()["VK_DRIVER_FILES"]
-    vendor = hostvulkan.read_vendor(start.host_path("vulkan_icd", icd), root)  # the library the ICD names, in the root
-    driver_lib = vendor.library if vendor else None
+    vendor = hostvulkan.read_vendor(start.host_path("vulkan_icd", icd), c.host_root)  # the library the ICD names, in the root
+    return {
+        "qemu": {"binary": start.qemu_binary, "binary_sha256": cache.sha256(start.host_path("qemu", start.qemu_binary))},
+        "virglrenderer": {
+            "library": str(lib) if "virglrenderer" in start.overrides else "(profile)",
+            "library_sha256": cache.sha256(lib) if lib else None,
+            "render_server": server,
+            "render_server_sha256": cache.sha256(start.host_path("render_server", server)),
+        },
+        "host_vulkan": _host_vulkan(c, start, cache, icd, vendor.library if vendor else None),
+        "guest_kernel": {
+            "flavour": c.kernel_flavour,
+            "release": c.kernel_release,
+            "page_size": c.kernel.page_size,
+            "image_sha256": cache.sha256(c.kernel.path),
+        },
+    }
+
+
+def fingerprint(c: Components, start: StartCommand, cache_dir: Path, scenario=None, env=None) -> dict:
+    """Every registry component's identity (its source, version, files), the machine, the host, the scenario."""
+    cache = HashCache(cache_dir / "hash-cache.json")
+    files = _files(c, start, cache)
+    entries = {}
+    for spec in registry.COMPONENTS:
+        kind, detail = c.origins.get(spec.name, ("profile", None))
+        entry = {"source": kind, **({"detail": detail} if detail else {}), "version": c.versions.get(spec.name, "?")}
+        if spec.name in start.overrides or any(p.key in start.overrides for p in spec.parts):
+            entry["version"] = "override"
+        if env is not None and env.layers is not None and spec.layer:
+            pins = env.component_pins(spec)
+            entry["pins_sha256"] = set_digest(pins) if pins else None
+        if spec.name in c.builds:
+            entry["build"] = c.builds[spec.name]
+        entries[spec.name] = {**entry, **files.get(spec.name, {})}
     guest_demos = c.demo_bin.parent / "guest" if c.demo_bin else None
     fp = {
         "components": {
-            "qemu": {
-                "version": c.versions["qemu"],
-                "binary": start.qemu_binary,
-                "binary_sha256": cache.sha256(start.host_path("qemu", start.qemu_binary)),
-            },
-            "virglrenderer": {
-                "version": c.versions["virglrenderer"] if ov.get("virglrenderer") == c.renderer_overrides.get("virglrenderer") else "override",
-                "library": str(lib) if "virglrenderer" in ov else "(profile)",
-                "library_sha256": cache.sha256(lib) if lib else None,
-                "render_server": server,
-                "render_server_sha256": cache.sha256(start.host_path("render_server", server)),
-            },
-            "host_vulkan": _host_vulkan(c, start, cache, icd, driver_lib),
-            "kernel": {
-                "flavour": c.kernel_flavour,
-                "release": c.kernel_release,
-                "page_size": c.kernel.page_size,
-                "image_sha256": cache.sha256(c.kernel.path),
-            },
+            **entries,
             "initramfs": {"sha256": cache.sha256(c.initramfs)},
-            "guest_mesa": {"version": guest_mesa or c.versions["guest_mesa"]},
             "demos": {
                 "host": _dir_digest(cache, c.demo_bin) if c.demo_bin else None,
                 # The nix profile has no guest build beside the host one: its demos are in its initramfs.

@@ -29,9 +29,9 @@ import glob
 import json
 import os
 import re
-import struct
 from pathlib import Path
 
+from . import elf
 from .errors import UsageError
 
 LAVAPIPE = "lavapipe"
@@ -117,61 +117,7 @@ class Staged:
 # --- ELF: the libraries a shared object needs ----------------------------------------
 def needed(path: Path) -> list[str]:
     """``DT_NEEDED`` of a 64-bit little-endian ELF shared object ([] for anything else)."""
-    return dynamic(path)[0]
-
-
-def dynamic(path: Path) -> tuple[list[str], list[str]]:
-    """(``DT_NEEDED``, ``DT_RUNPATH``/``DT_RPATH`` folders with $ORIGIN expanded) of an ELF object."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(64)
-            if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
-                return [], []
-            phoff, = struct.unpack_from("<Q", head, 0x20)
-            phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
-            f.seek(phoff)
-            phdrs = f.read(phentsize * phnum)
-            loads, dynamic = [], None
-            for i in range(phnum):
-                p_type, _, p_offset, p_vaddr, _, p_filesz, _, _ = struct.unpack_from("<IIQQQQQQ", phdrs, i * phentsize)
-                if p_type == 1:
-                    loads.append((p_vaddr, p_offset, p_filesz))
-                elif p_type == 2:
-                    dynamic = (p_offset, p_filesz)
-            if dynamic is None or dynamic[1] > 1 << 20:
-                return [], []
-            f.seek(dynamic[0])
-            dyn = f.read(dynamic[1])
-            strtab, strsz, offsets, paths = None, 0, [], []
-            for i in range(0, len(dyn) - 15, 16):
-                tag, val = struct.unpack_from("<qQ", dyn, i)
-                if tag == 0:
-                    break
-                if tag == 1:
-                    offsets.append(val)
-                elif tag in (15, 29):
-                    paths.append(val)
-                elif tag == 5:
-                    strtab = val
-                elif tag == 10:
-                    strsz = val
-            if strtab is None or strsz > 1 << 22:
-                return [], []
-            file_off = next((off + strtab - va for va, off, sz in loads if va <= strtab < va + sz), None)
-            if file_off is None:
-                return [], []
-            f.seek(file_off)
-            table = f.read(strsz)
-    except OSError:
-        return [], []
-
-    def string(o: int) -> str | None:
-        return table[o:table.index(b"\0", o)].decode(errors="replace") if o < len(table) and b"\0" in table[o:] else None
-
-    names = [n for n in map(string, offsets) if n]
-    origin = str(path.parent)
-    runpath = [d.replace("$ORIGIN", origin).replace("${ORIGIN}", origin) for p in map(string, paths) if p for d in p.split(":") if d]
-    return names, runpath
+    return list(elf.read(path).needed)
 
 
 # --- where the host's and the root's libraries are ---------------------------------------

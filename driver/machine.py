@@ -24,6 +24,7 @@ from pathlib import Path
 import pexpect
 
 from . import hostvulkan, sandbox
+from .environment import MachineOptions
 from .errors import MachineError
 from .protocol import MARKER, parse_marker
 from .provision import Components
@@ -55,28 +56,24 @@ class StartCommand:
         mode: str = "run",
         exchange: Path | None = None,
         exchange_in: int = 0,
-        display: str | None = None,
-        gpu_options: str | None = None,
+        machine: MachineOptions = MachineOptions(),
         extra_args: tuple[str, ...] = (),
-        env: dict[str, str] | None = None,
-        overrides: dict[str, Path] | None = None,
-        ring_wake: bool = True,
     ):
         self.c = components
         self.run_dir = run_dir
         self.mode = mode
         self.exchange = exchange
         self.exchange_in = exchange_in  # bytes of input the guest reads from the exchange disk
-        self.display = display or components.display
+        self.display = machine.display or components.display
         q = components.profile.qemu
-        self.gpu_options = gpu_options or f"venus=on,blob=on,hostmem={q.hostmem}"
+        self.gpu_options = machine.gpu_options or f"venus=on,blob=on,hostmem={q.hostmem}"
         self.extra_args = extra_args
-        self.env_overrides = env or {}
-        # Component overrides (host paths, bound into the root at the same path):
+        self.env_overrides = machine.env
+        # Component files bound into the root at the same path (registry.Part.key → host path):
         # qemu (binary), virglrenderer (libvirglrenderer.so.1), render_server, vulkan_icd.
-        self.overrides = {**components.renderer_overrides, **(overrides or {})}
+        self.overrides = dict(components.overrides)
         # Preload the vkr_ring_wake shim into the render server (TCG only; see shims.py).
-        self.ring_wake = self.c.ring_wake if ring_wake and self.accel == "tcg" else None
+        self.ring_wake = self.c.ring_wake if machine.ring_wake and self.accel == "tcg" else None
         # The host's GPU driver (--host-vulkan host), made ready in the run directory.
         self.host_driver = None
         if components.host_driver is not None:

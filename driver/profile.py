@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from .errors import UsageError, read_limited
+from .yamlread import problem
 
 from .resources import DATA
 
@@ -59,11 +60,24 @@ class Profile:
     # Host tools pinned beside the components, by name (e.g. nix: the Nix that
     # evaluates the flake in the tests). Each is a set per host architecture.
     tools: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    # A tool that builds for another architecture (mesa-build: the guest's ICD) also
+    # names that architecture's libraries: tool → (Debian arch, packages), one set
+    # pinned exactly (no dependency closure), unpacked into the same tool root.
+    tool_targets: dict[str, tuple[str, tuple[str, ...]]] = dataclasses.field(default_factory=dict)
     # The nix profile: the flake's manifest.json names every component (driver/provision/manifest.py).
     manifest: Path | None = None
     # The virglrenderer a host GPU driver runs with (--host-vulkan host): (suite, packages),
     # installed over the host root's own; None: the host root's.
     gpu_renderer: tuple[str, tuple[str, ...]] | None = None
+    # The profile file (None: the nix profile).
+    path: Path | None = None
+
+    @property
+    def ref(self) -> str:
+        """How to name this profile on the command line: a built-in by name, a user's file by its path."""
+        if self.path is None or self.path.resolve().parent == PROFILES.resolve():
+            return self.name
+        return str(self.path)
 
     def set_suite(self, set_name: str) -> str:
         """The Debian suite a lock set is resolved from: the profile's, or gpu_renderer's."""
@@ -96,6 +110,10 @@ class Profile:
         for tool, packages in self.tools.items():
             for arch in ("amd64", "arm64"):
                 sets[f"tool-{tool}-{arch}"] = (arch, packages, True)
+        for tool, (arch, packages) in self.tool_targets.items():
+            # Exactly these (each Multi-Arch: same): a dependency with programs of the
+            # target's architecture would land over the build tools in the same root.
+            sets[tool_target_set(tool, arch)] = (arch, packages, None)
         if self.gpu_renderer is not None:
             for arch in ("amd64", "arm64"):
                 # Exactly these packages: their dependencies are the host root's (checked by running it).
@@ -103,7 +121,29 @@ class Profile:
         return sets
 
 
+def tool_target_set(tool: str, arch: str) -> str:
+    """The lock set of a tool's target-architecture libraries."""
+    return f"tool-{tool}-target-{arch}"
+
+
 NIX = "nix"
+
+
+def _tools(doc: dict, where: str) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, tuple[str, ...]]]]:
+    """``tools:``: name → a package list, or → {packages: […], target: {arch, packages: […]}}."""
+    tools, targets = {}, {}
+    for name, value in doc.items():
+        at = f"{where}: tools: {name}"
+        if isinstance(value, dict):
+            tools[str(name)] = _names(value, "packages", at)
+            if "target" in value:
+                target = _require(value, "target", dict, at)
+                targets[str(name)] = (_require(target, "arch", str, f"{at}: target"), _names(target, "packages", f"{at}: target"))
+        elif isinstance(value, list):
+            tools[str(name)] = _names({"packages": value}, "packages", at)
+        else:
+            raise UsageError(f"{at}: give a package list, or a mapping with 'packages' (and 'target')")
+    return tools, targets
 
 
 def available() -> list[str]:
@@ -111,9 +151,43 @@ def available() -> list[str]:
 
 
 def _lock_path(profile_path: Path, name: str) -> Path:
-    """A lock beside a user's profile file wins; else the packaged pins/."""
-    beside = profile_path.parent / name
-    return beside if profile_path.parent != PROFILES and beside.exists() else PINS / name
+    """A built-in profile's lock is the package's (pins/); a user's profile's lives beside it."""
+    if profile_path.resolve().parent == PROFILES.resolve():
+        return PINS / name
+    return profile_path.resolve().parent / name
+
+
+def _read(path: Path) -> dict:
+    """A profile file's mapping, read as data: a size limit, UTF-8, one line for any fault."""
+    data = read_limited(path, MAX_BYTES, "profile")
+    try:
+        # Aliases are shared, never copied, by the loader; no field is expanded into a string
+        # or walked, so an alias bomb costs nothing here.
+        doc = yaml.safe_load(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise UsageError(f"{path}{line}: malformed YAML: {problem(exc)}") from None
+    except RecursionError:
+        raise UsageError(f"{path}: nested too deeply to be a profile") from None
+    if not isinstance(doc, dict):
+        raise UsageError(f"{path}: a profile is a mapping")
+    return doc
+
+
+def _extended(doc: dict, path: Path, depth: int = 0) -> dict:
+    """``extends: <built-in profile>``: its fields, with this file's own over them (field by field)."""
+    base = doc.get("extends")
+    if base is None:
+        return doc
+    if not isinstance(base, str) or not (PROFILES / f"{base}.yaml").is_file():
+        raise UsageError(f"{path}: extends: '{base}' is not a built-in profile ({', '.join(p.stem for p in PROFILES.glob('*.yaml'))})")
+    if depth > 4:
+        raise UsageError(f"{path}: extends: profiles extend each other too deeply")
+    parent = _extended(_read(PROFILES / f"{base}.yaml"), PROFILES / f"{base}.yaml", depth + 1)
+    return {**parent, **{k: v for k, v in doc.items() if k != "extends"}}
 
 
 def _lock_name(doc: dict, where: str) -> str:
@@ -160,29 +234,16 @@ def load(name_or_path: str) -> Profile:
             raise UsageError(
                 f"unknown profile '{name_or_path}' (available: {', '.join(available())})"
             )
+    doc = _extended(_read(path), path)
     where = str(path)
-    data = read_limited(path, MAX_BYTES, "profile")
-    try:
-        # Aliases are shared, never copied, by the loader; no field below is expanded into a
-        # string or walked, so an alias bomb costs nothing here.
-        doc = yaml.safe_load(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise UsageError(f"{where}: not UTF-8 text") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise UsageError(f"{where}{line}: malformed YAML: {' '.join(str(getattr(exc, 'problem', None) or exc).split())}") from None
-    except RecursionError:
-        raise UsageError(f"{where}: nested too deeply to be a profile") from None
-    if not isinstance(doc, dict):
-        raise UsageError(f"{where}: a profile is a mapping")
     host = _require(doc, "host", dict, where)
     guest = _require(doc, "guest", dict, where)
     qemu = _require(doc, "qemu", dict, where)
     kernels = _require(doc, "kernels", dict, where)
     default_kernel = _require(doc, "default_kernel", str, where)
-    tools = _require(doc, "tools", dict, where) if "tools" in doc else {}
-    gpu = _require(doc, "gpu_renderer", dict, where) if "gpu_renderer" in doc else None
+    tools = _require(doc, "tools", dict, where) if doc.get("tools") is not None else {}
+    gpu = _require(doc, "gpu_renderer", dict, where) if doc.get("gpu_renderer") is not None else None
+    tools, tool_targets = _tools(tools, where)
     if not all(isinstance(k, str) and isinstance(v, str) and v for k, v in kernels.items()):
         raise UsageError(f"{where}: field 'kernels' must map flavours to package names")
     if default_kernel not in kernels:
@@ -207,11 +268,13 @@ def load(name_or_path: str) -> Profile:
             memory=_optional(qemu, "memory", (str,), "2G", f"{where}: qemu"),
             hostmem=_optional(qemu, "hostmem", (str,), "1G", f"{where}: qemu"),
         ),
-        tools={str(name): _names(tools, name, f"{where}: tools") for name in tools},
+        tools=tools,
+        tool_targets=tool_targets,
         gpu_renderer=(
             (_require(gpu, "suite", str, f"{where}: gpu_renderer"), _names(gpu, "packages", f"{where}: gpu_renderer"))
             if gpu is not None else None
         ),
+        path=path,
     )
 
 

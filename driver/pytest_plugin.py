@@ -52,20 +52,20 @@ class ScenarioItem(pytest.Item):
             n += 1
             run_dir = root / f"{sc.name}-{n}"
         result = run(RunOptions(sc, load_profile(sc.profile), run_dir=run_dir))
-        self.user_properties.append(("run_dir", result["run_dir"]))
-        self.user_properties.append(("verdict", result["verdict"]))
-        if result["verdict"] != "pass":
+        self.user_properties.append(("run_dir", result.run_dir))
+        self.user_properties.append(("verdict", result.verdict))
+        if result.verdict != "pass":
             raise ScenarioFailed(result)
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, ScenarioFailed):
             r = excinfo.value.result
-            lines = [f"scenario {self.scenario_ref}: verdict {r['verdict']}"]
-            if r.get("failure"):
-                lines.append(f"  error: {r['failure']}")
-            lines += [f"  FAILED {c['name']}: {c['detail']}" for c in r.get("checks", []) if not c["ok"]]
-            lines += [f"  finding [{f['id']}] {f['summary']} — fix: {f['fix']}" for f in r.get("findings", [])]
-            lines.append(f"  run directory: {r['run_dir']}")
+            lines = [f"scenario {self.scenario_ref}: verdict {r.verdict}"]
+            if r.failure:
+                lines.append(f"  error: {r.failure}")
+            lines += [f"  FAILED {c.name}: {c.detail}" for c in r.failed_checks]
+            lines += [f"  finding [{f['id']}] {f['summary']} — fix: {f['fix']}" for f in r.findings]
+            lines.append(f"  run directory: {r.run_dir}")
             return "\n".join(lines)
         from .errors import VenusReproError
 

@@ -14,20 +14,11 @@ import re
 from pathlib import Path
 
 from .codes import vk_result_name
+from .protocol import DemoOutput
+from .result import Check, GuestFacts, RunResult
 
 # A demo's exit status when the driver lacks what it needs (demos/vr.h VR_EXIT_UNSUPPORTED).
 UNSUPPORTED_EXIT = 77
-from .protocol import DemoOutput, parse_demo_output
-
-
-@dataclasses.dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass
@@ -175,10 +166,7 @@ class ProgramRun:
     stderr: str
     outputs: dict[str, str | None] = dataclasses.field(default_factory=dict)  # guest path → run-directory copy (None: not written)
     started: bool = False  # as DemoRun.started
-
-    def as_dict(self) -> dict:
-        return {"name": self.name, "exit_status": self.exit_status, "outputs": dict(self.outputs),
-                "stdout_tail": self.stdout[-2000:], "stderr_tail": self.stderr[-2000:]}  # fmt: skip
+    duration_s: float | None = None
 
 
 def _first_difference(a: str, b: str) -> str:
@@ -267,102 +255,46 @@ def _float(text: str | None) -> float | None:
         return None
 
 
-def _demo_row(demo, g: DemoRun, h: DemoRun) -> dict:
-    """One demo's entry in result.json."""
-    return {
-        "name": demo.name,
-        "outcome": g.outcome,
-        "expected": dataclasses.asdict(demo.expect) if demo.expect else {"outcome": "pass"},
-        "failure": g.failure() or None,
-        "vk_result": g.vk_result,
-        "call": g.failed_call,
-        "checksum": g.result.get("checksum"),
-        "host_checksum": h.result.get("checksum"),
-        "checksum_match": (g.result.get("checksum") == h.result.get("checksum"))
-        if g.outcome == "pass" and h.outcome == "pass"
-        else None,
-        "fps": g.result.get("fps"),
-        "host_fps": h.result.get("fps"),
-        "frames": g.result.get("frames"),
-        "size": f"{g.result.get('width')}x{g.result.get('height')}" if g.result else None,
-        "device": g.result.get("device"),
-        "driver": g.result.get("driver"),
-        "host_device": h.result.get("device"),
-        "guest_exit_status": g.exit_status,
-        "guest_duration_s": g.duration_s,
-        "frame_png": g.frame_png,
-        "host_frame_png": h.frame_png,
-    }
-
-
-def assemble(
-    scenario,
-    facts: dict[str, str],
-    guest: dict,
-    host: dict[str, DemoRun] | None,
-    failure: str | None,
-    required_page_size: int,
-    kernel_desc: str,
-) -> dict:
-    """The verdict of one run: its checks, and the guest, demo and program entries of result.json.
-
-    ``guest`` maps each step's name to its DemoRun or ProgramRun; ``host``
-    maps demo names to the host's reference runs (None: this profile has no
-    host reference, so no frame is compared).
-    """
+def guest_facts(facts: dict[str, str]) -> GuestFacts:
+    """What the guest said of itself, parsed (it is untrusted text)."""
     page_kb = facts.get("page_size_kb", "")
-    # Guest text: ASCII digits only ("²".isdigit() holds, and int() refuses it).
+    # ASCII digits only ("²".isdigit() holds, and int() refuses it).
     page = int(page_kb) * 1024 if re.fullmatch(r"[0-9]{1,9}", page_kb) else None
-    out: dict = {
-        "guest": {
-            "page_size": page,
-            "kernel_release": facts.get("kernel_release"),
-            "render_node": facts.get("render_node"),
-            "uptime_at_finish_s": _float(facts.get("finished_uptime")),
-        },
-        "demos": [],
-        "programs": [],
-    }
-    checks = [page_size_check(page, required_page_size, kernel_desc)]
-    for step in scenario.demos:
-        demo = step.demo
-        g = guest[demo.name]
-        h = (host or {}).get(demo.name) or DemoRun(demo.name, None, parse_demo_output(""))
-        checks += expected_failure_checks(g, demo.expect) if demo.expect else demo_checks(g, h if host is not None and demo.name in host else None)
-        if scenario.validation and g.exit_status is not None:
-            checks += validation_checks(g.name, g.result)
-        if step.min_fps is not None and g.outcome == "pass":
-            fps = float(g.result.get("fps", 0))
-            checks.append(Check(f"{demo.name}: at least {step.min_fps:g} FPS", fps >= step.min_fps, f"{fps:.0f} FPS in the guest"))
-        out["demos"].append(_demo_row(demo, g, h))
-    for prog in scenario.programs:
-        pr = guest[prog.name]
-        pchecks = program_checks(pr, prog)
-        if scenario.validation and pr.exit_status is not None:
-            pchecks += validation_checks(pr.name, validation_report((pr.stdout + pr.stderr).encode()), must_load=False)
-        if prog.compare_host is not None:
-            pchecks += host_compare_checks(pr, (host or {}).get(prog.name), prog.compare_host)
-        checks += pchecks
-        failed = [ch.name.split(": ", 1)[1] for ch in pchecks if not ch.ok]
-        out["programs"].append({**pr.as_dict(), "outcome": "fail" if failed else "pass", "failed": failed})
+    icds = {}
+    for entry in (facts.get("vulkan_icds") or "").split():
+        name, _, digest = entry.partition("=")
+        if re.fullmatch(r"[\w.+-]{1,200}", name) and re.fullmatch(r"[0-9a-f]{64}", digest):
+            icds[name] = digest
+    return GuestFacts(
+        page_size=page,
+        kernel_release=facts.get("kernel_release"),
+        render_node=facts.get("render_node"),
+        uptime_at_finish_s=_float(facts.get("finished_uptime")),
+        machine=facts.get("machine"),
+        vulkan_icds=icds or None,
+    )
+
+
+def assemble(result: RunResult, step_checks: list[Check], failure: str | None, kernel_desc: str) -> None:
+    """The verdict of one run: the page-size check, each step's checks in order, the run's own failure."""
+    checks = [page_size_check(result.guest.page_size, result.required_page_size or 0, kernel_desc), *step_checks]
     if failure:
         checks.append(Check("the guest ran to completion", False, failure))
-    out["checks"] = [ch.as_dict() for ch in checks]
-    out["verdict"] = "pass" if all(ch.ok for ch in checks) else "fail"
-    return out
+    result.checks = checks
+    result.verdict = "pass" if all(ch.ok for ch in checks) else "fail"
 
 
-def expect_findings(result: dict, expected: tuple[str, ...]) -> None:
+def expect_findings(result: RunResult, expected: tuple[str, ...]) -> None:
     """A known bug kept as a scenario: the run passes only if it failed with these findings.
 
     The checks that ran stay in ``observed_checks``; ``checks`` becomes the one
     check on the findings.
     """
-    found = [f["id"] for f in result.get("findings", [])]
+    found = [f["id"] for f in result.findings]
     missing = [f for f in expected if f not in found]
-    result["observed_checks"] = result["checks"]
+    result.observed_checks = result.checks
     detail = f"found {', '.join(found) or 'none'}"
     if missing:
         detail = f"missing {', '.join(missing)} ({detail}); if the bug is fixed, update the scenario"
-    result["checks"] = [Check("expected findings", not missing, detail).as_dict()]
-    result["verdict"] = "fail" if missing or result["verdict"] == "error" else "pass"
+    result.checks = [Check("expected findings", not missing, detail)]
+    result.verdict = "fail" if missing or result.verdict == "error" else "pass"

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -95,6 +98,52 @@ def _cmdline(pid: str) -> str:
         return "(exited)"
 
 
+def demos(result: dict) -> list[dict]:
+    """The demo steps of a result.json, in their order."""
+    return [s for s in result["steps"] if s["kind"] == "demo"]
+
+
+def programs(result: dict) -> list[dict]:
+    return [s for s in result["steps"] if s["kind"] == "program"]
+
+
+def check_result(path: Path) -> dict:
+    """A result.json as the schema says (driver/data/schema/result.schema.json), and as RunResult reads it back."""
+    import jsonschema
+
+    from venus_repro.result import RunResult, schema
+
+    doc = json.loads(path.read_text())
+    jsonschema.validate(doc, schema())
+    assert RunResult.from_json(doc, str(path)).to_json() == doc, f"{path}: RunResult does not read it back as written"
+    return doc
+
+
+@pytest.fixture(autouse=True)
+def results_follow_the_schema(request, tmp_path):
+    """Every VM test: each result.json its runs wrote validates against the published schema."""
+    yield
+    if request.node.get_closest_marker("vm") is None:
+        return
+    for path in tmp_path.rglob("result.json"):
+        check_result(path)
+def built(command: str, source: Path, *options: str) -> dict:
+    """``venus-repro COMMAND SOURCE OPTIONS --json`` (a build-* command): its JSON, and how long it took."""
+    start = time.monotonic()
+    proc = venus_repro(command, str(source), *options, "--json", timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {**json.loads(proc.stdout), "seconds": time.monotonic() - start, "stderr": proc.stderr}
+
+
+def assert_cached(command: str, source: Path, first: dict, *options: str) -> float:
+    """The same build again is the cached product, checked and not rebuilt; how long it took."""
+    again = built(command, source, *options)
+    strip = lambda d: {k: v for k, v in d.items() if k not in ("seconds", "stderr")}  # noqa: E731
+    assert strip(again) == strip(first)
+    assert not re.search(r"^building \S+ from", again["stderr"], re.M), again["stderr"]
+    return again["seconds"]
+
+
 @pytest.fixture(scope="session")
 def provisioned() -> dict:
     """Provision the pinned components once per session (cold in CI)."""
@@ -110,3 +159,25 @@ def no_leftovers(tmp_path):
     yield
     after = [l for l in leftovers(str(tmp_path)) if l not in before]
     assert not after, f"left running or mounted after the test: {after}"
+
+
+@pytest.fixture(scope="session")
+def moving_profile(tmp_path_factory):
+    """A moving suite's profile (debian-forky, debian-sid) with a lock resolved now, beside a copy of it.
+
+    The mirror keeps only a moving suite's current versions, so the committed
+    lock goes stale within weeks: CI pins what the suite is today, once a session.
+    """
+    made: dict[str, Path] = {}
+
+    def make(name: str) -> Path:
+        if name not in made:
+            from venus_repro.profile import PROFILES
+
+            folder = tmp_path_factory.mktemp(name)
+            shutil.copy(PROFILES / f"{name}.yaml", folder / f"{name}.yaml")
+            venus_repro("lock", "--refresh", "--profile", str(folder / f"{name}.yaml"), check=True, timeout=900)
+            made[name] = folder / f"{name}.yaml"
+        return made[name]
+
+    return make

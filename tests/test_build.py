@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, venus_repro
+from conftest import REPO, demos, venus_repro
 
 SOURCES = Path(os.environ.get("VENUS_REPRO_SOURCES", REPO.parent / "shared" / "sources"))
 
@@ -31,20 +31,28 @@ def _source(name: str) -> Path:
 
 
 @pytest.mark.parametrize(
-    "args,message",
+    "command,args,message",
     [
-        (["/nonexistent.tar.gz"], "no such source tarball or folder"),
-        (["notes.txt"], "give a source tarball"),
-        (["empty"], "not a virglrenderer source folder (no meson.build)"),
-        (["empty", "-D", "venus"], "meson option '-Dvenus': give -Dname=value"),
+        ("build-virglrenderer", ["/nonexistent.tar.gz"], "no such source tarball or folder"),
+        ("build-virglrenderer", ["notes.txt"], "give a source tarball"),
+        ("build-virglrenderer", ["empty"], "not a virglrenderer source folder (no meson.build)"),
+        ("build-virglrenderer", ["empty", "-D", "venus"], "meson option '-Dvenus': give -Dname=value"),
+        ("build-mesa", ["/nonexistent.tar.xz"], "no such source tarball or folder"),
+        ("build-mesa", ["notes.txt"], "give a source tarball"),
+        ("build-mesa", ["empty"], "not a mesa source folder (no meson.build)"),
+        ("build-mesa", ["empty", "-D", "vulkan-drivers"], "meson option '-Dvulkan-drivers': give -Dname=value"),
+        ("build-qemu", ["/nonexistent.tar.xz"], "no such source tarball or folder"),
+        ("build-qemu", ["notes.txt"], "give a source tarball"),
+        ("build-qemu", ["empty"], "not a qemu source folder (no configure)"),
+        ("build-qemu", ["empty", "--configure-option=enable-slirp"], "configure option 'enable-slirp': give --enable-FEATURE"),
     ],
 )
-def test_bad_sources_are_one_clear_error(tmp_path, args, message):
+def test_bad_sources_are_one_clear_error(tmp_path, command, args, message):
     (tmp_path / "notes.txt").write_text("not a tarball\n")
     (tmp_path / "empty").mkdir()
-    proc = venus_repro("build-virglrenderer", *args, cwd=tmp_path)
+    proc = venus_repro(command, *args, cwd=tmp_path)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.vm
@@ -68,7 +76,7 @@ def test_a_built_virglrenderer_passes_the_vm_demos(provisioned, tmp_path, no_lef
                        "--virglrenderer", build["library"], "--render-server", build["render_server"])  # fmt: skip
     result = json.loads(proc.stdout)
     assert result["verdict"] == "pass", [c for c in result["checks"] if not c["ok"]]
-    assert all(d["checksum_match"] for d in result["demos"])
+    assert all(d["checksum_match"] for d in demos(result))
     fp = json.loads((run_dir / "fingerprint.json").read_text())["components"]["virglrenderer"]
     assert fp["library"] == build["library"] and fp["render_server"] == build["render_server"]
     assert fp["library_sha256"] == hashlib.sha256(Path(build["library"]).read_bytes()).hexdigest()

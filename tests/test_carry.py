@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import venus_repro
+from conftest import demos, venus_repro
 from venus_repro import carry
 
 
@@ -74,8 +74,8 @@ def test_a_packed_carry_runs_the_demos_on_a_driver_from_outside_its_root(provisi
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
-    assert result["verdict"] == "pass" and result["demos"]
-    assert all(d["checksum_match"] for d in result["demos"])
+    assert result["verdict"] == "pass" and demos(result)
+    assert all(d["checksum_match"] for d in demos(result))
     preflight = (run_dir / "preflight.log").read_text()
     assert "OK render server preload" in preflight
 

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from conftest import venus_repro
+from conftest import demos, venus_repro
 
 pytestmark = pytest.mark.vm
 
@@ -52,7 +52,7 @@ def test_render_server_absent_in_a_real_boot(provisioned, tmp_path, no_leftovers
     assert booted(tmp_path)
     # One finding, whichever way virglrenderer's race went (see the rule's cause).
     assert finding_ids(result) == ["render-server-missing"]
-    (demo,) = result["demos"]
+    (demo,) = demos(result)
     text = evidence(result)
     codes = {(c["kind"], c["value"]): c["name"] for c in result["codes"]}
     if "virgl could not be initialized" in text:
@@ -93,7 +93,7 @@ def test_venus_without_blob_and_hostmem(provisioned, tmp_path, no_leftovers):
 def test_host_vulkan_missing_in_a_real_boot(provisioned, tmp_path, no_leftovers):
     result = failed_run(tmp_path, "--no-preflight", "--host-env", "VK_DRIVER_FILES=/nonexistent/icd.json")
     assert finding_ids(result) == ["host-vulkan-missing"]
-    assert result["demos"][0]["vk_result"] == -9
+    assert demos(result)[0]["vk_result"] == -9
     assert "preflight FAIL host vulkan" in evidence(result)  # preflight saw it too, and said so
 
 

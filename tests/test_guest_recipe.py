@@ -120,7 +120,7 @@ def test_zig_cross_built_demos_pass_in_the_recipes_guest(provisioned, debs_only_
     proc = venus_repro("run", "--profile", "nix", "--manifest", str(tmp_path / "manifest.json"), "--json", "--run-dir", str(tmp_path / "run"))
     result = json.loads(proc.stdout)
     assert result["verdict"] == "pass", [c for c in result["checks"] if not c["ok"]]
-    assert all(d["checksum"] == d["host_checksum"] for d in result["demos"])
+    assert all(d["checksum"] == d["host_checksum"] for d in [s for s in result["steps"] if s["kind"] == "demo"])
 
 
 def test_unpack_command(provisioned, tmp_path):

@@ -79,13 +79,13 @@ def test_a_damaged_exchange_keeps_what_came_before(tmp_path):
 
 
 def test_garbage_result_lines_and_statuses_are_data(tmp_path):
-    from venus_repro.run import guest_demo_run
+    from venus_repro import demos, steps
 
     out = {
         "d.status": b"not a number\n", "d.time": b"1.0 lots\n",
         "d.out": b'VENUS-RESULT {"outcome": "pass", "fps": "fast", "width": -1, "height": Infinity, "checksum": 7}\n',
     }  # fmt: skip
-    run = guest_demo_run(protocol.Exchange(out, []), "d")
+    run = steps.DemoStep(demos.catalogue()["test_tri"]).collect(protocol.Exchange(out, []), None, name="d")
     assert run.exit_status is None and run.duration_s is None
     assert run.result == {"outcome": "pass", "width": -1}  # wrongly typed or non-finite fields dropped
     assert run.outcome == "missing"
@@ -203,8 +203,11 @@ def test_a_product_another_run_uses_is_not_pruned(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    sysroot.build_once(cache / "kind" / "thing-cccc", lambda t: t.mkdir())
-    assert not old.exists()  # once nobody uses it, the old build goes
+    for name in ("cccc", "dddd", "eeee")[: sysroot.KEEP - 1]:
+        time.sleep(0.01)
+        sysroot.build_once(cache / "kind" / f"thing-{name}", lambda t: t.mkdir())
+    # Once nobody uses it and KEEP builds of its kind came after it, the old build goes.
+    assert not old.exists() and len(list((cache / "kind").iterdir())) == sysroot.KEEP
 
 
 def test_a_damaged_product_is_rebuilt_never_used(tmp_path):
@@ -234,7 +237,9 @@ def test_bundle_on_a_full_disk_is_one_clear_error(tmp_path, tmp_path_factory):
         pytest.skip("mounting a small tmpfs needs root")
     run = tmp_path / "run"
     run.mkdir()
-    (run / "result.json").write_text(json.dumps({"verdict": "pass", "profile": "debian-trixie"}))
+    from venus_repro.result import RunResult, ScenarioRef
+
+    RunResult("0", str(run), "debian-trixie", 16384, ScenarioRef("x", "0" * 64), verdict="pass").write(run / "result.json")
     (run / "scenario.yaml").write_text("name: x\nsteps:\n  - demo: test_tri\n")
     (run / "fingerprint.json").write_text(json.dumps({"sha256": "0" * 64, "components": {}}))
     (run / "console.log").write_bytes(os.urandom(256 << 10))  # incompressible

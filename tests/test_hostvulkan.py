@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import venus_repro
+from conftest import demos, venus_repro
 from venus_repro import hostvulkan
 from venus_repro.errors import UsageError
 
@@ -187,14 +187,14 @@ def test_a_vendor_driver_bound_from_the_host_passes_the_demos_with_frames_equal(
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     assert result["verdict"] == "pass"
-    assert result["demos"]
-    for demo in result["demos"]:
+    assert demos(result)
+    for demo in demos(result):
         assert demo["checksum_match"] and demo["checksum"] == demo["host_checksum"], demo
     fp = json.loads((run_dir / "fingerprint.json").read_text())["components"]
     assert fp["host_vulkan"]["mode"] == "host" and fp["host_vulkan"]["release"] == "25.0.7"
     assert fp["host_vulkan"]["icd"] == env["VK_DRIVER_FILES"]
     # The pinned later virglrenderer (no driver preload), not the root's 1.1.
-    assert "(forky)" in fp["virglrenderer"]["version"] and "gpu-renderer" in fp["virglrenderer"]["render_server"]
+    assert (fp["virglrenderer"]["source"], fp["virglrenderer"]["detail"]) == ("suite", "forky") and fp["virglrenderer"]["version"].startswith("1.3")
     preflight = (run_dir / "preflight.log").read_text()
     assert "OK render server preload" in preflight and "only in its workers" in preflight
     # The render server really ran the staged vendor library.
@@ -218,7 +218,7 @@ def test_an_nvidia_driver_with_a_preloading_render_server_is_refused_before_boot
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
-    assert result["verdict"] == "fail" and not result["demos"]
+    assert result["verdict"] == "fail" and not demos(result)
     check = next(c for c in result["preflight"] if c["name"] == "render server preload")
     assert check["status"] == "fail" and "vulkan-preload=false" in check["fix"]
     assert not (run_dir / "console.log").exists()  # refused before boot
@@ -237,14 +237,15 @@ def test_no_gpu_driver_on_this_host_is_one_clear_error(provisioned, tmp_path):
 @pytest.mark.vm
 def test_the_render_server_preload_probe_tells_virglrenderer_1_1_from_the_pinned_1_3(provisioned, tmp_path, no_leftovers):
     """Asked for a context, 1.1's server has the host driver mapped in its main process; forky's 1.3.0 does not."""
-    from venus_repro import doctor
+    from venus_repro import doctor, registry
+    from venus_repro.environment import Environment
     from venus_repro.machine import StartCommand
-    from venus_repro.provision import Provisioner, components, load_profile
+    from venus_repro.provision import components, load_profile
 
     profile = load_profile("debian-trixie")
-    c = components(profile)
+    c, _ = components(Environment(profile))
     assert doctor.render_server_preloads(StartCommand(c, tmp_path / "a")) is True
-    lib, server, version = Provisioner(profile).gpu_renderer(c.host_arch)
-    assert version.startswith("1.3.")
-    start = StartCommand(c, tmp_path / "b", overrides={"virglrenderer": lib, "render_server": server})
-    assert doctor.render_server_preloads(start) is False
+    gpu = Environment(profile).with_sources(virglrenderer=registry.Source("suite", suite=profile.gpu_renderer[0], exact=True))
+    c13, env = components(gpu)
+    assert c13.versions["virglrenderer"].startswith("1.3.") and env.describe(registry.spec("virglrenderer")) == ("suite", "forky")
+    assert doctor.render_server_preloads(StartCommand(c13, tmp_path / "b")) is False

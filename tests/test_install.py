@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, demos
 from test_nix_profile import debian_manifest
 
 
@@ -68,8 +68,8 @@ def test_wheel_install_runs_to_a_pass_verdict(wheel_venv, provisioned, tmp_path,
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     assert result["verdict"] == "pass"
-    assert [d["name"] for d in result["demos"]] == ["test_tri", "vkcube_anim"]
-    assert all(d["checksum_match"] for d in result["demos"])
+    assert [d["name"] for d in demos(result)] == ["test_tri", "vkcube_anim"]
+    assert all(d["checksum_match"] for d in demos(result))
     assert result["guest"]["page_size"] == 16384
 
 
@@ -157,7 +157,7 @@ def test_nix_profile_run_in_an_emulated_nix_sandbox(wheel_venv, provisioned, tmp
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     assert result["verdict"] == "pass" and result["profile"] == "nix"
-    assert [d["checksum"] == d["host_checksum"] for d in result["demos"]] == [True, True, True]
+    assert [d["checksum"] == d["host_checksum"] for d in demos(result)] == [True, True, True]
 
 
 @pytest.mark.vm

@@ -67,19 +67,19 @@ def test_a_scenario_lock_outlives_changes_to_other_sets_but_not_to_the_guest_set
     scenario, packages = _scenario_with_lock(tmp_path, prof)
     requested = json.loads((tmp_path / "validation.lock.json").read_text())["requested"]
     assert tuple(requested) == packages
-    pins = lock.extra_guest_pins(prof, lock.Lock.load(prof), packages, scenario)
+    pins = lock.extra_guest_pins(prof, lock.Lock.load(prof), packages, lock.scenario_lock_path(scenario), scenario)
     assert "vulkan-validationlayers" in {p.name for p in pins}
 
     def add_tool(doc):
         doc["sets"]["tool-something-amd64"] = {"packages": [], "requested": ["something"]}
 
-    assert lock.extra_guest_pins(prof, _with_lock(tmp_path, prof, add_tool), packages, scenario) == pins
+    assert lock.extra_guest_pins(prof, _with_lock(tmp_path, prof, add_tool), packages, lock.scenario_lock_path(scenario), scenario) == pins
 
     def bump_guest(doc):
         doc["sets"]["guest-arm64"]["packages"][0]["version"] += "+1"
 
     with pytest.raises(PinError, match=r"made for other debian-trixie guest pins; run `venus-repro lock --refresh --scenario"):
-        lock.extra_guest_pins(prof, _with_lock(tmp_path, prof, bump_guest), packages, scenario)
+        lock.extra_guest_pins(prof, _with_lock(tmp_path, prof, bump_guest), packages, lock.scenario_lock_path(scenario), scenario)
 
 
 def test_a_scenario_lock_from_before_the_guest_key_is_checked_against_the_whole_lock(tmp_path):
@@ -90,7 +90,7 @@ def test_a_scenario_lock_from_before_the_guest_key_is_checked_against_the_whole_
     doc["base_lock_sha256"] = "0" * 64
     (tmp_path / "validation.lock.json").write_text(json.dumps(doc))
     with pytest.raises(PinError, match="made for other debian-trixie guest pins"):
-        lock.extra_guest_pins(prof, lock.Lock.load(prof), packages, scenario)
+        lock.extra_guest_pins(prof, lock.Lock.load(prof), packages, lock.scenario_lock_path(scenario), scenario)
     doc["base_lock_sha256"] = lock.Lock.load(prof).digest()
     (tmp_path / "validation.lock.json").write_text(json.dumps(doc))
-    assert lock.extra_guest_pins(prof, lock.Lock.load(prof), packages, scenario)
+    assert lock.extra_guest_pins(prof, lock.Lock.load(prof), packages, lock.scenario_lock_path(scenario), scenario)

@@ -22,14 +22,12 @@ import os
 import re
 import shutil
 import subprocess
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from venus_repro import nix, profile, sandbox
-from venus_repro.provision import Provisioner, apt, manifest
+from venus_repro.provision import Provisioner, manifest, sources
 
 pytestmark = pytest.mark.nix
 
@@ -279,35 +277,18 @@ def test_darwin_needs_no_linux_builder(nixtool, override, qemu_fork):
 
 
 # The source package of the QEMU the Debian profile pins (its lock: qemu-system-arm
-# 10.0.13+ds-0+deb13u1). Its release tarball carries the three subproject trees as
-# `meson subprojects download` left them: an independent copy of what the fork's
-# fixed-output fetches must give.
-DEBIAN_QEMU_SOURCE = ("pool/main/q/qemu/qemu_10.0.13+ds.orig.tar.xz", "6a0888e806c2ffc0c5f0733e974f9aea55491950d3c47c98669c8b236dde59ae")
+# 10.0.13+ds-0+deb13u1; data/pins/sources.json: qemu-trixie). Its release tarball carries
+# the three subproject trees as `meson subprojects download` left them: an independent
+# copy of what the fork's fixed-output fetches must give.
+DEBIAN_QEMU_SOURCE = "qemu-trixie"
 # What a wrap's patch_directory (QEMU's subprojects/packagefiles/NAME) put into a tree.
 QEMU_PACKAGEFILES = {"berkeley-softfloat-3": ("meson.build", "meson_options.txt"), "berkeley-testfloat-3": ("meson.build", "meson_options.txt")}
-
-
-def _debian_source(path: str, sha256: str) -> Path:
-    """A Debian source file from this host's mirror, in the cache, checked by its sha256 (published atomically)."""
-    final = profile.cache_dir() / "sources" / Path(path).name
-    if final.is_file() and hashlib.sha256(final.read_bytes()).hexdigest() == sha256:
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    part = final.with_name(final.name + ".part")
-    with urllib.request.urlopen(f"{apt.host_mirror()}/{urllib.parse.quote(path)}", timeout=300) as response:
-        part.write_bytes(response.read())
-    digest = hashlib.sha256(part.read_bytes()).hexdigest()
-    if digest != sha256:
-        part.unlink()
-        pytest.fail(f"{path}: sha256 {digest}, pinned {sha256} (the mirror no longer has this version?)")
-    part.rename(final)
-    return final
 
 
 @pytest.fixture(scope="session")
 def debian_qemu_source(nixtool) -> Path:
     """Debian's QEMU 10.0.13 source, unpacked where the pinned Nix (and a tool root) can see it."""
-    tarball = _debian_source(*DEBIAN_QEMU_SOURCE)
+    tarball = sources.fetch(DEBIAN_QEMU_SOURCE)
     work = nixtool.state / "debian-qemu"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()

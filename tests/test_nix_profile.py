@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import venus_repro
+from conftest import demos, venus_repro
 from venus_repro import sandbox
 from venus_repro.machine import StartCommand
 from venus_repro.provision import manifest
@@ -173,9 +173,9 @@ def test_a_run_from_a_manifest(provisioned, tmp_path, no_leftovers):
     result = json.loads(proc.stdout)
     assert result["verdict"] == "pass", result["checks"]
     assert result["profile"] == "nix"
-    assert result["components"]["qemu"] == "from-manifest"
-    assert result["components"]["lock_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert [d["checksum"] == d["host_checksum"] for d in result["demos"]] == [True, True, True]
+    assert result["components"]["qemu"] == {"source": "manifest", "version": "from-manifest", "detail": None, "sha256": None}
+    assert result["lock_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert [d["checksum"] == d["host_checksum"] for d in demos(result)] == [True, True, True]
     assert not [p for p in result["preflight"] if p["status"] == "fail"], result["preflight"]
     fp = json.loads((run_dir / "fingerprint.json").read_text())
     assert fp["components"]["qemu"]["binary"] == "/usr/bin/qemu-system-aarch64"

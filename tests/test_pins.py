@@ -46,10 +46,11 @@ def one_error_line(proc) -> str:
 
 
 def test_version_gone_from_mirror(tmp_path, provisioned):
-    env = tampered(tmp_path, provisioned, "dash", version="0.0.1-1")
+    # A moving suite moved on: the pinned file is no longer in the pool.
+    env = tampered(tmp_path, provisioned, "dash", version="0.0.1-1", filename="pool/main/d/dash/dash_0.0.1-1_amd64.deb")
     proc = venus_repro("provision", "--profile", str(tmp_path / "debian-trixie.yaml"), env=env)
     line = one_error_line(proc)
-    assert "no longer serves a pinned version" in line and "venus-repro lock --refresh" in line
+    assert "no longer serves dash 0.0.1-1" in line and f"venus-repro lock --refresh --profile {tmp_path / 'debian-trixie.yaml'}" in line
 
 
 def test_sha256_mismatch_is_refused(tmp_path, provisioned):

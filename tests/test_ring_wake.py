@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import venus_repro
+from conftest import programs, venus_repro
 from venus_repro import sandbox
 
 pytestmark = pytest.mark.vm
@@ -116,6 +116,6 @@ def test_ring_stress_scenario_passes(provisioned, tmp_path, no_leftovers):
     assert result["verdict"] == "pass", (result["checks"], result.get("findings"))
     assert result["ring_wake"] is True
     assert "vkr_ring_wake active" in (run_dir / "render-server.log").read_text()
-    (program,) = result["programs"]
+    (program,) = programs(result)
     assert program["outcome"] == "pass"
     assert "all 100 runs passed" in (run_dir / "guest" / "ring-stress.out").read_text()

@@ -82,7 +82,7 @@ def test_guest_packages_need_a_scenario_lock(tmp_path):
     path, _ = load_text(tmp_path, "name: x\nguest_packages: [tree]\nsteps:\n  - program: [tree]\n    name: t\n")
     proc = venus_repro("run", str(path), cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert f"has no lock s.lock.json; run `venus-repro lock --refresh --scenario {path}`" in proc.stderr
+    assert f"has no lock s.lock.json; run `venus-repro lock --refresh --scenario {path} --profile debian-trixie`" in proc.stderr
     assert not (tmp_path / "venus-runs").exists()
     bad, load = load_text(tmp_path, "name: x\nguest_packages: ['Not A Package']\nsteps:\n  - demo: test_tri\n")
     with pytest.raises(UsageError, match=r":2: guest_packages\[0\]: 'Not A Package' is not a Debian package name"):
@@ -93,9 +93,12 @@ def test_component_override_keeps_the_soname_link(tmp_path):
     real = tmp_path / "libvirglrenderer.so.1.9.0"
     real.write_bytes(b"\x7fELF")
     (tmp_path / "libvirglrenderer.so.1").symlink_to(real.name)
-    assert scenario.check_component("virglrenderer", tmp_path / "libvirglrenderer.so.1").name == "libvirglrenderer.so.1"
+    from venus_repro import registry
+
+    c = registry.spec("virglrenderer")
+    assert registry.check_part(c, c.part("library"), tmp_path / "libvirglrenderer.so.1").name == "libvirglrenderer.so.1"
     with pytest.raises(UsageError, match="must be named libvirglrenderer.so.1"):
-        scenario.check_component("virglrenderer", real)
+        registry.check_part(c, c.part("library"), real)
 
 
 def test_a_programs_arguments_are_quoted_for_the_guests_shell_and_reach_it_verbatim(tmp_path):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from conftest import REPO, leftovers, venus_repro
+from conftest import REPO, demos, leftovers, programs, venus_repro
 
 pytestmark = pytest.mark.vm
 
@@ -46,20 +46,20 @@ def test_demos_in_16k_guest_match_host(provisioned, tmp_path, no_leftovers):
     assert code == 0
     assert result["guest"]["page_size"] == 16384
     assert result["guest"]["kernel_release"].endswith("-arm64-16k")
-    demos = {d["name"]: d for d in result["demos"]}
-    assert list(demos) == ["test_tri", "vkcube_anim", "vkcube_zerocopy"]
-    for d in demos.values():
+    by_name = {d["name"]: d for d in demos(result)}
+    assert list(by_name) == ["test_tri", "vkcube_anim", "vkcube_zerocopy"]
+    for d in by_name.values():
         assert d["outcome"] == "pass", d
         # Every guest frame, rendered through Venus, is bit-identical to host lavapipe's.
         assert d["checksum"].startswith("fnv1a64:") and d["checksum"] == d["host_checksum"]
         assert d["driver"] == "venus" and "Venus" in d["device"]
         assert d["fps"] > 0 and d["host_fps"] > 0
-    assert png_size(demos["test_tri"]["frame_png"]) == (256, 256)
+    assert png_size(by_name["test_tri"]["frame_png"]) == (256, 256)
     for cube in ("vkcube_anim", "vkcube_zerocopy"):
-        assert png_size(demos[cube]["frame_png"]) == png_size(demos[cube]["host_frame_png"]) == (1280, 800)
+        assert png_size(by_name[cube]["frame_png"]) == png_size(by_name[cube]["host_frame_png"]) == (1280, 800)
     # The zero-copy cube reads the same frame in place as the copy-back cube copies out.
-    assert demos["vkcube_anim"]["checksum"] == demos["vkcube_zerocopy"]["checksum"]
-    assert demos["test_tri"]["checksum"] != demos["vkcube_anim"]["checksum"]
+    assert by_name["vkcube_anim"]["checksum"] == by_name["vkcube_zerocopy"]["checksum"]
+    assert by_name["test_tri"]["checksum"] != by_name["vkcube_anim"]["checksum"]
     run_dir = Path(result["run_dir"])
     for name in ("console.log", "qemu-stderr.log", "qemu-guest-errors.log", "qemu-cmdline.txt", "guest/dmesg.txt"):
         assert (run_dir / name).exists(), name
@@ -75,10 +75,10 @@ def test_known_failures_and_timeouts_do_not_stop_the_run(provisioned, tmp_path, 
         "--demo", "vkcube_anim", "--demo", "vkcube_zerocopy_guest_blob", "--demo", "vkcube_zerocopy_dumb",
     )  # fmt: skip
     assert code == 1 and result["verdict"] == "fail"
-    demos = {d["name"]: d for d in result["demos"]}
-    assert demos["vkcube_anim"]["outcome"] == "timeout"
+    by_name = {d["name"]: d for d in demos(result)}
+    assert by_name["vkcube_anim"]["outcome"] == "timeout"
     for variant in ("vkcube_zerocopy_guest_blob", "vkcube_zerocopy_dumb"):
-        d = demos[variant]
+        d = by_name[variant]
         assert (d["outcome"], d["vk_result"], d["call"]) == ("error", -7, "vkCreateDevice")
         assert "VK_ERROR_EXTENSION_NOT_PRESENT" in d["failure"]
     checks = {c["name"]: c for c in result["checks"]}
@@ -90,7 +90,7 @@ def test_known_failures_and_timeouts_do_not_stop_the_run(provisioned, tmp_path, 
 def test_copyback_variant(provisioned, tmp_path, no_leftovers):
     code, result = run_json(tmp_path, "--demo", "vkcube_copyback", "--frames", "60")
     assert code == 0, result["checks"]
-    (d,) = result["demos"]
+    (d,) = demos(result)
     assert d["checksum"] == d["host_checksum"]
 
 
@@ -110,7 +110,7 @@ def test_table_output_and_exit_code(provisioned, tmp_path, no_leftovers):
     proc = venus_repro("run", "--run-dir", str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     header = proc.stdout.splitlines()[0].split()
-    assert header[:3] == ["demo", "outcome", "checksum"]
+    assert header[:3] == ["step", "outcome", "checksum"]
     assert "verdict: PASS" in proc.stdout
     assert "booting the guest" in proc.stderr  # progress goes to stderr
 
@@ -159,7 +159,7 @@ def test_qemu_crash_is_a_failed_run(provisioned, tmp_path, no_leftovers):
     result = json.loads(out)
     assert result["verdict"] == "fail"
     assert "QEMU exited" in result["failure"]
-    assert result["demos"][0]["outcome"] == "missing"
+    assert demos(result)[0]["outcome"] == "missing"
     # Said as what it was: a signal from outside, not a guest that did not boot.
     assert "venus-repro: QEMU was killed by signal 9 (SIGKILL)" in (run_dir / "machine.log").read_text()
     assert "qemu-killed" in [f["id"] for f in result["findings"]]
@@ -217,10 +217,10 @@ def test_scenario_with_a_guest_program_and_host_file(provisioned, tmp_path, no_l
     )
     code, result = run_json(tmp_path, str(sc))
     assert code == 1 and result["scenario"]["name"] == "mine"
-    programs = {p["name"]: p for p in result["programs"]}
-    assert programs["vulkaninfo"]["outcome"] == "pass"
-    assert programs["hostfile"]["outcome"] == "pass"
-    assert programs["mustfail"]["outcome"] == "fail"
+    by_prog = {p["name"]: p for p in programs(result)}
+    assert by_prog["vulkaninfo"]["outcome"] == "pass"
+    assert by_prog["hostfile"]["outcome"] == "pass"
+    assert by_prog["mustfail"]["outcome"] == "fail"
     failed = [c["name"] for c in result["checks"] if not c["ok"]]
     assert failed == ["mustfail: stdout matches /^this is not there$/"]
 
@@ -229,11 +229,11 @@ def test_arguments_reach_a_guest_program_verbatim_and_outputs_come_back(provisio
     """The built-in scenario 'arguments': spaces, globs, quotes and $ untouched; a shell step; an output file."""
     code, result = run_json(tmp_path, "arguments")
     assert code == 0 and result["verdict"] == "pass", [c for c in result["checks"] if not c["ok"]]
-    programs = {p["name"]: p for p in result["programs"]}
-    copy = programs["verbatim"]["outputs"]["/tmp/args.txt"]
+    by_prog = {p["name"]: p for p in programs(result)}
+    copy = by_prog["verbatim"]["outputs"]["/tmp/args.txt"]
     assert copy and Path(copy).read_text() == "[two words]\n[*]\n[it's]\n[$HOME]\n[]\n"
     assert Path(copy).is_relative_to(Path(result["run_dir"]))
-    assert programs["shell-pipe"]["outcome"] == "pass"
+    assert by_prog["shell-pipe"]["outcome"] == "pass"
 
 
 def test_known_bug_scenario(provisioned, tmp_path, no_leftovers):
@@ -252,17 +252,17 @@ def test_fingerprint_is_stable_and_compare_names_the_kernel(provisioned, tmp_pat
     fa = json.loads((runs["a"] / "fingerprint.json").read_text())
     fb = json.loads((runs["b"] / "fingerprint.json").read_text())
     assert fa == fb, "two runs in the same environment must have the same fingerprint"
-    assert fa["components"]["kernel"]["page_size"] == 16384
+    assert fa["components"]["guest_kernel"]["page_size"] == 16384
     assert fa["components"]["guest_mesa"]["version"]  # as the guest reported it
     same = json.loads(venus_repro("compare", "--json", str(runs["a"]), str(runs["b"])).stdout)
     assert same["summary"] == "no component differences" and same["differences"] == []
     diff = json.loads(venus_repro("compare", "--json", str(runs["a"]), str(runs["k4"])).stdout)
     first = diff["differences"][0]
-    assert (first["what"], first["a"], first["b"], first["suspect"]) == ("components.kernel.page_size", 16384, 4096, True)
+    assert (first["what"], first["a"], first["b"], first["suspect"]) == ("components.guest_kernel.page_size", 16384, 4096, True)
     assert {"what": "verdict", "a": "pass", "b": "fail"} in diff["outcomes"]
-    assert "suspect components.kernel.page_size first" in diff["summary"]
+    assert "suspect components.guest_kernel.page_size first" in diff["summary"]
     table = venus_repro("compare", str(runs["a"]), str(runs["k4"])).stdout
-    assert "components.kernel.page_size" in table and "16384" in table and "4096" in table
+    assert "components.guest_kernel.page_size" in table and "16384" in table and "4096" in table
 
 
 def test_bundle_and_replay_round_trip(provisioned, tmp_path, no_leftovers):
@@ -296,7 +296,7 @@ def test_scenario_guest_packages_pinned_and_replayed(provisioned, tmp_path, no_l
     pins = json.loads((tmp_path / "tree.lock.json").read_text())
     assert [p["name"] for p in pins["packages"]] == ["tree"] and len(pins["packages"][0]["sha256"]) == 64
     code, result = run_json(tmp_path, str(sc))
-    assert code == 0 and result["programs"][0]["outcome"] == "pass"
+    assert code == 0 and programs(result)[0]["outcome"] == "pass"
     run_dir = Path(result["run_dir"])
     assert (run_dir / "scenario.lock.json").exists()
     # The bundle carries the scenario lock; a replay here reproduces the pass.
@@ -346,7 +346,7 @@ def test_scenario_packages_are_installed_as_packages(provisioned, tmp_path, no_l
     scenario_file = Path(__file__).parent / "fixtures" / "scenarios" / "packages.yaml"
     code, result = run_json(tmp_path, str(scenario_file))
     assert code == 0 and result["verdict"] == "pass", [c for c in result["checks"] if not c["ok"]]
-    assert {p["name"]: p["outcome"] for p in result["programs"]} == {"xmllint": "pass", "blas-alternative": "pass"}
+    assert {p["name"]: p["outcome"] for p in programs(result)} == {"xmllint": "pass", "blas-alternative": "pass"}
 
 
 def test_the_demos_under_the_validation_layer_load_it_and_report_no_error(provisioned, tmp_path, no_leftovers):

@@ -49,6 +49,13 @@ done
 fact kernel_release "$(uname -r)"
 fact page_size_kb "$(grep -m1 KernelPageSize /proc/self/smaps | tr -s ' ' | cut -d' ' -f2)"
 fact machine "$(uname -m)"
+# Which Vulkan ICDs the guest holds, by sha256: the verdict checks a guest Mesa built from
+# source is the one that ran (1.3 MB for Venus's: hashed in a few ms even under TCG).
+icds=""
+for f in /usr/lib/*/libvulkan_*.so; do
+  [ -f "$f" ] && icds="$icds ${f##*/}=$(sha256sum "$f" | cut -d' ' -f1)"
+done
+fact vulkan_icds "${icds# }"
 mark facts kernel="$(uname -r)" page_size_kb="$(grep -m1 KernelPageSize /proc/self/smaps | tr -s ' ' | cut -d' ' -f2)"
 
 while read -r module; do

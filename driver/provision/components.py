@@ -9,8 +9,6 @@ from ..hostvulkan import HostDriver
 from ..profile import Profile
 from .kernel import ImageInfo
 
-# Where the guest's demo binaries live inside the initramfs (both profiles).
-GUEST_BIN_DIR = "opt/venus-repro/bin"
 LVP_ICD = "/usr/share/vulkan/icd.d/lvp_icd.json"
 QEMU = "/usr/bin/qemu-system-aarch64"
 RENDER_SERVER = "/usr/libexec/virgl_render_server"
@@ -36,7 +34,7 @@ class Components:
     kernel_release: str | None
     initramfs: Path
     demo_bin: Path | None  # host builds of the demos (the reference frames); None: no reference
-    versions: dict[str, str]
+    versions: dict[str, str]  # registry component → version
     ring_wake: Path | None = None  # the vkr_ring_wake shim for the render server (see driver/shims.py)
     qemu: str = QEMU
     render_server: str = RENDER_SERVER
@@ -51,9 +49,12 @@ class Components:
     # --host-vulkan host: the host's own GPU driver, bound into the root (hostvulkan.py);
     # None: the root's lavapipe (vulkan_icd).
     host_driver: HostDriver | None = None
-    # Components given as host paths (bound into the root at the same path), as
-    # StartCommand's overrides are; a user's override wins. Keys as there.
-    renderer_overrides: dict[str, Path] = dataclasses.field(default_factory=dict)
+    # Files bound over the root's own (a path or a build source: registry.Part.key → host path).
+    overrides: dict[str, Path] = dataclasses.field(default_factory=dict)
+    # registry component → (source kind, detail): where each came from in this run.
+    origins: dict[str, tuple[str, str | None]] = dataclasses.field(default_factory=dict)
+    # registry component → the build it came from (provision/build.py), as recorded.
+    builds: dict[str, dict] = dataclasses.field(default_factory=dict)
 
     def inside(self, path: str | Path) -> Path:
         """The host path of ``path`` as seen inside the host root."""

@@ -82,6 +82,22 @@ def depends(fields: dict[str, str]) -> set[str]:
     return names
 
 
+def file_names(deb: Path) -> list[str]:
+    """The regular files and links the package ships, as paths in a merged-/usr root (``usr/lib/…``)."""
+    name, data = data_tar(deb)
+    out = []
+    with tarfile.open(fileobj=io.BytesIO(data), mode=_COMPRESSION[name]) as tar:
+        for m in tar:
+            parts = PurePosixPath(m.name).parts
+            if m.isdir() or not parts or ".." in parts:
+                continue
+            parts = parts[1:] if parts[0] == "." else parts
+            if parts and parts[0] in ("bin", "sbin", "lib", "lib64"):
+                parts = ("usr", *parts)
+            out.append("/".join(parts))
+    return out
+
+
 def _target(into: Path, name: str) -> Path | None:
     """Where member ``name`` goes under ``into`` (PurePosixPath drops "." parts); None for the root or an escape."""
     parts = PurePosixPath(name).parts

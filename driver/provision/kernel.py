@@ -139,6 +139,34 @@ def modules_in_load_order(modules_dir: Path, wanted: tuple[str, ...]) -> list[Pa
     return order
 
 
+def is_image(path: Path) -> bool:
+    """Whether ``path`` is an arm64 Image (plain or gzip), by its header, not its name."""
+    try:
+        read_image(path)
+        return True
+    except (UsageError, OSError, EOFError, gzip.BadGzipFile):
+        return False
+
+
+def find_in(unpacked: Path) -> tuple[Path, Path]:
+    """(the Image, its modules folder) in unpacked kernel packages, found by what they contain.
+
+    Debian puts the Image at /boot/vmlinuz-<release> (trixie) or, where a suite
+    splits the kernel (forky, sid: linux-binary-<abi>), under
+    /usr/lib/modules/<release>/; the modules folder is the one holding
+    ``modules.order``. Exactly one of each, or one clear error.
+    """
+    candidates = [p for p in sorted(unpacked.rglob("*")) if p.is_file() and not p.is_symlink()
+                  and p.stat().st_size > 1 << 20 and ("vmlinu" in p.name or p.name.startswith("Image")) and is_image(p)]  # fmt: skip
+    if len(candidates) != 1:
+        found = ", ".join(str(p.relative_to(unpacked)) for p in candidates) or "none"
+        raise ProvisionError(f"the kernel packages hold {len(candidates)} arm64 Images ({found}); expected one")
+    folders = sorted({p.parent for p in unpacked.rglob("modules.order")})
+    if len(folders) != 1:
+        raise ProvisionError(f"the kernel packages hold {len(folders)} module folders (modules.order); expected one")
+    return candidates[0], folders[0]
+
+
 def kernel_release(modules_root: Path) -> str:
     dirs = [d for d in modules_root.iterdir() if d.is_dir() and re.match(r"\d", d.name)]
     if len(dirs) != 1:

@@ -7,11 +7,9 @@ it does not cover what the profile asks for.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import hashlib
 import json
-import re
 from pathlib import Path
 
 from .. import log
@@ -36,7 +34,7 @@ def _read_lock(path: Path, missing: str, hint: str) -> dict:
 
 
 def _refresh_hint(profile: Profile) -> str:
-    return f"run `venus-repro lock --refresh --profile {profile.name}` and commit the lock"
+    return f"run `venus-repro lock --refresh --profile {profile.ref}`" + (" and commit the lock" if profile.ref == profile.name else "")
 
 
 class Lock:
@@ -76,22 +74,25 @@ class Lock:
                 )
 
     def pins(self, set_name: str) -> list[Pin]:
-        packages = self.doc["sets"][set_name].get("packages")
+        entry = self.doc["sets"][set_name]
+        packages = entry.get("packages")
         if not isinstance(packages, list) or not all(isinstance(p, dict) and _pin_shaped(p) for p in packages):
             raise PinError(f"{self.path}: the pins of '{set_name}' are not a list of packages (name, version, arch, filename, size, sha256)")
-        return [Pin(**p) for p in packages]
+        suite = entry.get("suite") or self.doc.get("suite") or ""
+        try:
+            return [Pin.from_dict(p, suite if isinstance(suite, str) else "") for p in packages]
+        except PinError as exc:
+            raise PinError(f"{self.path}: {exc}") from None
 
     def digest(self) -> str:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()
 
 
 def _pin_shaped(doc: dict) -> bool:
-    """Whether ``doc`` is a pin as the lock writes one: these fields, these types, a sha256 in hex."""
-    fields = {f.name: f.type for f in dataclasses.fields(Pin)}
-    if set(doc) != set(fields):
-        return False
-    strings = all(isinstance(doc[k], str) for k in ("name", "version", "arch", "filename", "sha256"))
-    return strings and type(doc["size"]) is int and doc["size"] >= 0 and re.fullmatch(r"[0-9a-f]{64}", doc["sha256"]) is not None
+    """Whether ``doc`` has a pin's fields with their types (Pin.from_dict checks their values)."""
+    strings = ("name", "version", "arch", "filename", "sha256")
+    return (all(isinstance(doc.get(k), str) for k in strings) and type(doc.get("size")) is int and doc["size"] >= 0
+            and isinstance(doc.get("suite", ""), str))  # fmt: skip
 
 
 def set_digest(pins: list[Pin], *extra: str) -> str:
@@ -138,7 +139,7 @@ def refresh(
             "arch": arch,
             "requested": list(requested),
             "with_deps": with_deps,
-            "packages": [p.as_dict() for p in pins],
+            "packages": [_set_pin(p) for p in pins],  # the set says the suite
         }
     doc = {
         "format": FORMAT,
@@ -155,6 +156,12 @@ def refresh(
     return doc, changes
 
 
+def _set_pin(pin: Pin) -> dict:
+    d = pin.as_dict()
+    d.pop("suite", None)
+    return d
+
+
 def diff(old_sets: dict, new_sets: dict) -> list[tuple[str, str, str, str]]:
     changes = []
     for set_name in sorted(set(old_sets) | set(new_sets)):
@@ -167,17 +174,20 @@ def diff(old_sets: dict, new_sets: dict) -> list[tuple[str, str, str, str]]:
     return changes
 
 
-# --- a scenario's extra guest packages ---------------------------------------------------
+# --- a scenario's own pins: its extra guest packages, its components from other suites ------------
+#
+# Beside the scenario: my-bug.yaml → my-bug.lock.json for the scenario's own
+# profile, my-bug.<profile>.lock.json for another one (the same steps on forky).
 
 
-def scenario_lock_path(scenario_path: Path) -> Path:
-    """``my-bug.yaml`` → ``my-bug.lock.json``, beside it."""
+def scenario_lock_path(scenario_path: Path, profile: str | None = None) -> Path:
+    """``my-bug.yaml`` → ``my-bug.lock.json`` (or ``my-bug.<profile>.lock.json``), beside it."""
     name = scenario_path.name.rsplit(".", 1)[0]
-    return scenario_path.with_name(f"{name}.lock.json")
+    return scenario_path.with_name(f"{name}.{profile}.lock.json" if profile else f"{name}.lock.json")
 
 
-def _scenario_hint(scenario_path: Path) -> str:
-    return f"run `venus-repro lock --refresh --scenario {scenario_path}`"
+def _scenario_hint(scenario_path: Path, profile: Profile) -> str:
+    return f"run `venus-repro lock --refresh --scenario {scenario_path} --profile {profile.ref}`"
 
 
 def _guest_base(profile: Profile, base: Lock) -> str:
@@ -188,50 +198,82 @@ def _guest_base(profile: Profile, base: Lock) -> str:
     return set_digest(base.pins(f"guest-{profile.guest_arch}"))
 
 
-def refresh_extra(profile: Profile, base: Lock, packages: tuple[str, ...], scenario_path: Path, apt_root: Path):
-    """Pin ``packages`` (and what they need beyond the profile's guest set) beside the scenario."""
-    arch = profile.guest_arch
-    path = scenario_lock_path(scenario_path)
-    repo = AptRepo(apt_root / f"{profile.suite}-{arch}", profile.suite, arch)
-    have = {p.name for p in base.pins(f"guest-{arch}")}
+def resolve_extra(profile: Profile, base: Lock, packages: tuple[str, ...], repo: AptRepo) -> list[Pin]:
+    """Pins for ``packages`` and what they need beyond the profile's guest set."""
+    have = {p.name for p in base.pins(f"guest-{profile.guest_arch}")}
     with log.nested(f"resolving the scenario's guest packages ({', '.join(packages)})"):
-        pins = [p for p in repo.resolve((*profile.guest_packages, *packages), True) if p.name not in have]
-    old = {}
+        return [p for p in repo.resolve((*profile.guest_packages, *packages), True) if p.name not in have]
+
+
+def write_scenario_lock(path: Path, profile: Profile, base: Lock, packages: tuple[str, ...], extra: list[Pin],
+                        components: dict[str, dict]) -> list[tuple[str, str, str, str]]:  # fmt: skip
+    """Write a scenario's lock; the changes against what it held (as ``diff``)."""
+    old: dict = {}
     if path.exists():
         try:
-            old = {"guest-extra": json.loads(path.read_text())}
-        except json.JSONDecodeError:
+            prev = json.loads(path.read_text())
+            old = {"guest-extra": prev, **{f"component {k}": {"packages": v.get("pins", [])} for k, v in (prev.get("components") or {}).items()}}
+        except (json.JSONDecodeError, AttributeError):
             pass
     doc = {
         "format": FORMAT,
         "profile": profile.name,
         "base_guest_sha256": _guest_base(profile, base),
-        "arch": arch,
+        "arch": profile.guest_arch,
         "requested": list(packages),
-        "packages": [p.as_dict() for p in pins],
+        "packages": [_set_pin(p) for p in extra],
     }
+    if components:
+        doc["components"] = components
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=1) + "\n")
     tmp.replace(path)
-    return doc, diff(old, {"guest-extra": doc})
+    new = {"guest-extra": doc, **{f"component {k}": {"packages": v["pins"]} for k, v in components.items()}}
+    return diff(old, new)
 
 
-def extra_guest_pins(profile: Profile, base: Lock, packages: tuple[str, ...], scenario_path: Path | None) -> list[Pin]:
+def component_entry(source: dict, layer: str, base_pins: list[Pin], pins: list[Pin]) -> dict:
+    """A scenario lock's record of one component from another suite: what it was mixed into, what it became."""
+    return {"source": source, "layer": layer, "base_sha256": set_digest(base_pins), "pins": [p.as_dict() for p in pins]}
+
+
+def _scenario_doc(path: Path, scenario_path: Path, profile: Profile, missing: str) -> dict:
+    doc = _read_lock(path, missing, _scenario_hint(scenario_path, profile))
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("profile") != profile.name:
+        raise PinError(f"{path} is not a {profile.name} lock of this venus-repro; {_scenario_hint(scenario_path, profile)}")
+    return doc
+
+
+def extra_guest_pins(profile: Profile, base: Lock, packages: tuple[str, ...], lock_path: Path | None, scenario_path: Path | None = None) -> list[Pin]:
     """The pinned extra guest packages of a scenario; a missing or stale lock is one clear error."""
     if not packages:
         return []
-    if scenario_path is None:
+    if lock_path is None:
         raise PinError("a scenario that adds guest packages must be a file (its lock lives beside it)")
-    path = scenario_lock_path(scenario_path)
-    missing = f"scenario {scenario_path} adds guest packages but has no lock {path.name}"
-    doc = _read_lock(path, missing, _scenario_hint(scenario_path))
+    scenario_path = scenario_path or lock_path
+    hint = _scenario_hint(scenario_path, profile)
+    doc = _scenario_doc(lock_path, scenario_path, profile, f"scenario {scenario_path} adds guest packages but has no lock {lock_path.name}")
     if doc.get("requested") != list(packages) or doc.get("arch") != profile.guest_arch:
-        raise PinError(f"{path} pins other guest packages than the scenario asks for; {_scenario_hint(scenario_path)}")
+        raise PinError(f"{lock_path} pins other guest packages than the scenario asks for; {hint}")
     # Locks made before base_guest_sha256 name the whole base lock's sha256.
     if "base_guest_sha256" in doc:
         current = doc["base_guest_sha256"] == _guest_base(profile, base)
     else:
         current = doc.get("base_lock_sha256") == base.digest()
     if not current:
-        raise PinError(f"{path} was made for other {profile.name} guest pins; {_scenario_hint(scenario_path)}")
-    return [Pin(**p) for p in doc["packages"]]
+        raise PinError(f"{lock_path} was made for other {profile.name} guest pins; {hint}")
+    return [Pin.from_dict(p, profile.suite) for p in doc["packages"]]
+
+
+def component_pins(profile: Profile, lock_path: Path, scenario_path: Path, name: str, source: dict, layer: str, base_pins: list[Pin]) -> list[Pin]:
+    """The pinned layer a scenario's component from another suite makes; missing or stale: one clear error."""
+    hint = _scenario_hint(scenario_path, profile)
+    doc = _scenario_doc(lock_path, scenario_path, profile, f"scenario {scenario_path} takes {name} from another suite but has no lock {lock_path.name}")
+    entry = (doc.get("components") or {}).get(name)
+    if not isinstance(entry, dict):
+        raise PinError(f"{lock_path} does not pin {name}; {hint}")
+    if entry.get("source") != source or entry.get("layer") != layer:
+        raise PinError(f"{lock_path} pins {name} from another source than the scenario names; {hint}")
+    if entry.get("base_sha256") != set_digest(base_pins):
+        raise PinError(f"{lock_path}: {name} was mixed into other {profile.name} {layer} pins; {hint}")
+    return [Pin.from_dict(p) for p in entry["pins"]]

@@ -24,6 +24,7 @@ import platform
 import re
 from pathlib import Path
 
+from .. import registry
 from ..errors import UsageError, read_limited, shown
 from ..profile import NIX, Profile, QemuOptions
 from . import kernel
@@ -31,6 +32,8 @@ from .components import Components
 
 FORMAT = 1
 MAX_BYTES = 1 << 20  # a manifest is about 1 KiB
+# The manifest's names for the registry's components (nix/manifest.nix writes these).
+_VERSION_KEYS = {"host_mesa": "host_vulkan", "vulkan_loader": "host_base", "kernel": "guest_kernel"}
 _INSIDE = ("qemu", "render_server", "vulkan_icd")
 _OPTIONAL_INSIDE = ("virglrenderer", "vulkaninfo", "egl_vendor")
 _HOST = ("kernel", "initramfs")
@@ -151,9 +154,9 @@ def components(profile: Profile, kernel_flavour: str | None = None, kernel_image
             f"{profile.manifest}: kernel {doc['kernel']} has {(image.page_size or 0) // 1024}K pages, "
             f"but the manifest promises {doc['page_size'] // 1024}K: rebuild .#manifest"
         )
-    versions = {str(k): str(v) for k, v in (doc.get("versions") or {}).items()}
-    for key in ("qemu", "virglrenderer", "host_mesa", "guest_mesa", "vulkan_loader"):
-        versions.setdefault(key, "?")
+    versions = {_VERSION_KEYS.get(str(k), str(k)): str(v) for k, v in (doc.get("versions") or {}).items()}
+    for c in registry.COMPONENTS:
+        versions.setdefault(c.name, "?")
     return Components(
         profile=profile,
         lock_digest=hashlib.sha256(profile.manifest.read_bytes()).hexdigest(),
@@ -165,6 +168,7 @@ def components(profile: Profile, kernel_flavour: str | None = None, kernel_image
         initramfs=Path(doc["initramfs"]),
         demo_bin=Path(doc["host_demos"]) if doc.get("host_demos") else None,
         versions=versions,
+        origins={c.name: (registry.MANIFEST, None) for c in registry.COMPONENTS},
         ring_wake=Path(doc["ring_wake"]) if doc.get("ring_wake") else None,
         qemu=doc["qemu"],
         render_server=doc["render_server"],

@@ -141,6 +141,7 @@ def reuse(final: Path) -> bool:
     problems = verify(final)
     checked.append((final, problems))
     if not problems:
+        os.utime(final)  # the product's last use: what pruning keeps the newest of
         return True
     shown = "; ".join(problems[:3]) + (f" and {len(problems) - 3} more" if len(problems) > 3 else "")
     log.warn(f"cached {final.parent.name}/{final.name} is damaged ({shown}): rebuilding it")
@@ -180,11 +181,26 @@ def build_once(final: Path, build) -> Path:
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    # Older builds of the same thing (other pins) are no longer wanted.
+    prune(final)
+    return final
+
+
+# How many builds of one kind (one name stem: host-amd64, initrd-16k, …) the cache keeps:
+# a profile each for trixie, forky and sid and a mixed one (a bisect alternates between
+# its endpoints' builds), not every lock refresh there ever was.
+KEEP = 4
+
+
+def prune(final: Path) -> None:
+    """Remove the builds of ``final``'s kind beyond the KEEP used last, where no live run uses them.
+
+    This process's own count as in use: a bisect keeps everything it built.
+    """
     stem = final.name.rsplit("-", 1)[0]
     with _registry(final.parent.parent) as folder:
-        used = _in_use_by_others(folder)
-        for old in final.parent.glob(f"{stem}-*"):
-            if old != final and old.is_dir() and len(old.name) == len(final.name) and str(old) not in used:
+        used = _in_use_by_others(folder) | set((folder / str(os.getpid())).read_text().split("\n") if (folder / str(os.getpid())).exists() else ())
+        same = [p for p in final.parent.glob(f"{stem}-*") if p.is_dir() and len(p.name) == len(final.name) and p != final]
+        same.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in same[KEEP - 1 :]:
+            if str(old) not in used:
                 shutil.rmtree(old, ignore_errors=True)
-    return final

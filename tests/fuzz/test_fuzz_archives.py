@@ -87,9 +87,9 @@ def test_a_bundle_is_read_or_one_error_naming_it(data, trust):
         for p in into.rglob("*"):
             assert not p.is_symlink() and (p.is_file() or p.is_dir()), p
         if read is not None:
-            original, prof, sc = read
+            original, prof, sc, _ = read
             assert original == into / "run" and (original / "scenario.yaml").is_file()
-            assert prof.name and (sc.demos or sc.programs)
+            assert prof.name and sc.steps
 
 
 # --- carry packs ------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ def test_a_scenario_file_is_a_scenario_or_one_error_naming_it(text, policy):
         (work / "shader.spv").write_bytes(b"\x03\x02\x23\x07")  # a file a scenario may name beside it
         sc = contract(scenario.load, str(path), policy, policy, names=str(path))
         if sc is not None:
-            assert sc.demos or sc.programs
+            assert sc.steps
             assert all(src.is_file() for src, _ in sc.files)
             if policy != scenario.ALLOW:
                 assert all(work in src.parents for src, _ in sc.files)
