@@ -9,16 +9,18 @@ same scenario, and compares the new run with the original.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import io
 import json
+import shutil
 import tarfile
 import tempfile
 from pathlib import Path
 
-from . import log
+from . import archive, log
 from .environment import Environment
-from .errors import UsageError
-from .profile import PROFILES, Profile
+from .errors import UsageError, VenusReproError, shown
+from .profile import PLAIN_NAME, PROFILES, Profile
 from .run import ENVIRONMENT
 
 SKIP = {"exchange.img", "render-server", ".venus-repro-run"}
@@ -71,51 +73,90 @@ def _flattened(profile_path: Path) -> bytes:
 
 
 def unpack(path: Path, into: Path) -> tuple[Path, Path]:
-    """Extract a bundle; returns (original run dir, profile YAML)."""
+    """Extract a bundle; returns (original run dir, profile YAML). A bundle is someone else's data:
+
+    only plain files and folders under run/ and profile/ and manifest.json, with plain
+    names, within the limits, are unpacked, and manifest.json must be what ``bundle``
+    writes; anything else is one UsageError naming the bundle and what is wrong.
+    """
     if not path.is_file():
         raise UsageError(f"{path}: no such bundle")
+    with archive.open_tar(path, gzip.open, "a venus-repro bundle", MAX_BYTES, MAX_MEMBERS) as (tar, members):
+        for member in members:
+            top = Path(member.name).parts[0] if archive.plain_name(member.name) else None
+            if top not in ("run", "profile", "manifest.json") or not (member.isfile() or member.isdir()):
+                kind = "a link" if member.issym() or member.islnk() else "a device or fifo" if member.isdev() or member.isfifo() else "outside run/ and profile/"
+                raise UsageError(f"{path}: unsafe member {shown(member.name)!r} in bundle ({kind if top else 'not a plain relative name'})")
+        tar.extractall(into, members=members, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    manifest = _manifest(path, into / "manifest.json")
+    original, profile_yaml = into / "run", into / "profile" / f"{manifest['profile']}.yaml"
+    for what, file in (("run/scenario.yaml", original / "scenario.yaml"), (f"profile/{manifest['profile']}.yaml", profile_yaml)):
+        if not file.is_file() or file.is_symlink():
+            raise UsageError(f"{path}: the bundle has no {what} (manifest.json names profile '{manifest['profile']}')")
+    return original, profile_yaml
+
+
+def _manifest(path: Path, file: Path) -> dict:
+    """The bundle's manifest.json, checked field by field."""
+    if not file.is_file() or file.is_symlink():
+        raise UsageError(f"{path}: not a venus-repro bundle (no manifest.json)")
     try:
-        with tarfile.open(path, "r:gz") as tar:
-            members, total = tar.getmembers(), 0
-            if len(members) > MAX_MEMBERS:
-                raise UsageError(f"{path}: more than {MAX_MEMBERS} entries: not a venus-repro bundle")
-            for member in members:
-                if member.name.startswith("/") or ".." in Path(member.name).parts or not (member.isfile() or member.isdir()):
-                    raise UsageError(f"{path}: unsafe member {member.name!r} in bundle")
-                total += member.size
-                if total > MAX_BYTES:
-                    raise UsageError(f"{path}: unpacks to more than {MAX_BYTES >> 20} MiB: not a venus-repro bundle")
-            tar.extractall(into, members=members, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
-        manifest = json.loads((into / "manifest.json").read_text())
-    except (tarfile.TarError, OSError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{path}: not a venus-repro bundle ({exc})") from None
-    return into / "run", into / "profile" / f"{manifest['profile']}.yaml"
+        doc = json.loads(file.read_bytes()[:65536])
+    except (ValueError, RecursionError) as exc:
+        raise UsageError(f"{path}: manifest.json is not JSON ({' '.join(str(exc).split())})") from None
+    if not isinstance(doc, dict):
+        raise UsageError(f"{path}: manifest.json must be a JSON object, not {type(doc).__name__}")
+    if type(doc.get("format")) is not int or doc["format"] != 1:
+        raise UsageError(f"{path}: manifest.json: field 'format' must be 1 (a bundle of this venus-repro)")
+    if not isinstance(doc.get("profile"), str) or not PLAIN_NAME.fullmatch(doc["profile"]):
+        raise UsageError(f"{path}: manifest.json: field 'profile' must name the bundled profile (a plain word)")
+    if "run" in doc and not isinstance(doc["run"], str):
+        raise UsageError(f"{path}: manifest.json: field 'run' must be the run directory's name")
+    return doc
 
 
-def replay(path: Path, run_dir: Path | None, trust: bool = False) -> tuple[dict, dict, Path]:
-    """Run a bundle's scenario with its pins; returns (new result, comparison, original dir).
+def read(path: Path, into: Path, trust: bool = False) -> tuple[Path, Profile, "scenario.Scenario", Environment | None]:
+    """Unpack bundle ``path`` into ``into`` and read it: (original run dir, its profile, its scenario
+    and environment as replay runs them).
 
     The bundle is data. Unless ``trust`` (``--trust-bundle``), nothing in it
     is run, loaded or bound on this host: component overrides, a kernel
     image, host files outside the bundle and host environment other than
     SAFE_ENV are reported (``result.scenario.ignored``), not obeyed.
     """
-    from . import compare, profile, scenario
+    from . import profile, scenario
+    from .provision.lock import Lock
+
+    original, profile_yaml = unpack(path, into)
+    policy = scenario.ALLOW if trust else scenario.DROP
+    try:
+        prof = profile.load(str(profile_yaml))
+        sc = scenario.load(str(original / "scenario.yaml"), policy, policy)
+        Lock.load(prof)  # the bundled lock: its shape and every pin checked here, not mid-provisioning
+        env = None
+        if (original / ENVIRONMENT).is_file():
+            # Every pin the original ran with (pins are data: each .deb is checked by its sha256).
+            env = Environment.load(original / ENVIRONMENT)
+            # The pins are the recorded ones; how QEMU is started is what the scenario says.
+            env = dataclasses.replace(env, profile=dataclasses.replace(env.profile, lock_path=prof.lock_path, path=prof.path), machine=sc.machine)
+    except VenusReproError as exc:  # named as the bundle's member, not where it was unpacked
+        raise type(exc)(str(exc).replace(f"{into}/", f"{path}: ")) from None
+    if not trust:
+        sc, env = trusted_part(sc, env)
+    return original, prof, sc, env
+
+
+def replay(path: Path, run_dir: Path | None, trust: bool = False) -> tuple[dict, dict, Path]:
+    """Run a bundle's scenario with its pins (see ``read``); returns (new result, comparison, original dir)."""
+    from . import compare
     from .run import RunOptions, new_run_dir, run
 
     keep = Path(tempfile.mkdtemp(prefix="venus-repro-replay-"))
-    original, profile_yaml = unpack(path, keep)
-    prof = profile.load(str(profile_yaml))
-    policy = scenario.ALLOW if trust else scenario.DROP
-    sc = scenario.load(str(original / "scenario.yaml"), policy, policy)
-    env = None
-    if (original / ENVIRONMENT).is_file():
-        # Every pin the original ran with (pins are data: each .deb is checked by its sha256).
-        env = Environment.load(original / ENVIRONMENT)
-        # The pins are the recorded ones; how QEMU is started is what the scenario says.
-        env = dataclasses.replace(env, profile=dataclasses.replace(env.profile, lock_path=prof.lock_path, path=prof.path), machine=sc.machine)
-    if not trust:
-        sc, env = trusted_part(sc, env)
+    try:
+        original, prof, sc, env = read(path, keep, trust)
+    except BaseException:
+        shutil.rmtree(keep, ignore_errors=True)  # nothing of a bundle that could not be read stays behind
+        raise
     log.info(f"replaying scenario {sc.name} from {path} (original run: {original})")
     result = run(RunOptions(sc, prof, run_dir=run_dir or new_run_dir(None, prof), environment=env))
     return result, compare.compare(original, Path(result.run_dir)), original

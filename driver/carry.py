@@ -30,8 +30,8 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from . import elf, hostvulkan, log
-from .errors import UsageError
+from . import archive, elf, hostvulkan, log
+from .errors import UsageError, shown
 from .provision import Components
 
 FORMAT = 1
@@ -180,15 +180,39 @@ def pack(c: Components, out: Path) -> dict:
     return {"carry": str(out), "bytes": out.stat().st_size, "root_files": len(files), "demos": len(demos)}
 
 
-def _safe_members(tar: tarfile.TarFile):
-    """Members that stay inside the destination (a carry is data: no absolute names, no '..', no devices)."""
-    for m in tar.getmembers():
-        parts = Path(m.name).parts
-        if m.name.startswith("/") or ".." in parts or not (m.isreg() or m.isdir() or m.issym()):
-            raise UsageError(f"carry: refusing member {m.name!r} (outside the destination, or not a file, folder or link)")
-        if m.issym() and Path(m.linkname).is_absolute() and parts[0] != "root":
-            raise UsageError(f"carry: refusing link {m.name!r} -> {m.linkname!r}")
-        yield m
+# A carry is someone else's data too: limits on what unpacking it may write (one is ~50 MB packed).
+MAX_MEMBERS = 100_000
+MAX_BYTES = 8 << 30
+
+
+def _check_members(carry: Path, members: list[tarfile.TarInfo]) -> None:
+    """Members that stay inside the destination: plain names, files, folders and links only.
+
+    A link may point anywhere inside ``root/`` (absolute: as the runtime root sees it, where it
+    is the root), nowhere outside the carry, and nothing is unpacked through a link. The
+    files unpack writes or changes afterwards (manifest.json, root/tmp) may not be links.
+    """
+    links = {m.name.rstrip("/") for m in members if m.issym()}
+    for m in members:
+        name = m.name.rstrip("/")
+        parts = Path(name).parts
+        if not archive.plain_name(m.name) or not (m.isreg() or m.isdir() or m.issym()):
+            raise UsageError(f"{carry}: refusing member {shown(m.name)!r} (outside the destination, or not a file, folder or link)")
+        if any("/".join(parts[:i]) in links for i in range(1, len(parts))):
+            raise UsageError(f"{carry}: refusing member {shown(m.name)!r} (it lies behind a link)")
+        if name in ("manifest.json", "manifest.template.json", "root", "root/tmp") and m.issym() or name == "manifest.json":
+            raise UsageError(f"{carry}: refusing member {shown(m.name)!r} (unpack writes it)")
+        if m.issym():
+            target = Path(m.linkname)
+            inside = parts[0] == "root" and (target.is_absolute() or _within(Path(*parts[:-1]) / target, "root"))
+            if not inside and not (not target.is_absolute() and _within(Path(*parts[:-1]) / target, "")):
+                raise UsageError(f"{carry}: refusing link {shown(m.name)!r} -> {shown(m.linkname)!r} (it leads out of the carry)")
+
+
+def _within(path: Path, top: str) -> bool:
+    """Whether relative ``path``, normalised, stays inside folder ``top`` ("" for the whole carry)."""
+    norm = os.path.normpath(path)
+    return not norm.startswith("..") and not os.path.isabs(norm) and (not top or norm == top or norm.startswith(top + "/"))
 
 
 def unpack(carry: Path, dest: Path) -> Path:
@@ -199,20 +223,34 @@ def unpack(carry: Path, dest: Path) -> Path:
         raise UsageError(f"{dest} is not empty: unpack a carry into a new folder")
     created = not dest.exists()
     try:
-        with lzma.open(carry) as xz, tarfile.open(fileobj=xz, mode="r") as tar:
-            members = list(_safe_members(tar))  # all checked before anything is written
+        with archive.open_tar(carry, lzma.open, "a carry", MAX_BYTES, MAX_MEMBERS) as (tar, members):
+            _check_members(carry, members)  # all checked before anything is written
             if not any(m.name == "manifest.template.json" and m.isreg() for m in members):
                 raise UsageError(f"{carry}: not a carry (no manifest.template.json)")
             dest.mkdir(parents=True, exist_ok=True)
             extra = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
             tar.extractall(dest, members=members, **extra)
-    except (lzma.LZMAError, tarfile.TarError, EOFError) as exc:
+        return _write_manifest(carry, dest)
+    except UsageError:
         if created:
             shutil.rmtree(dest, ignore_errors=True)
-        raise UsageError(f"{carry}: not a carry ({exc})") from None
-    template = dest / "manifest.template.json"
-    text = template.read_text().replace("@CARRY@", str(dest.resolve()))
+        raise
+
+
+def _write_manifest(carry: Path, dest: Path) -> Path:
+    """``dest/manifest.json`` from the carry's template, checked as the nix profile checks a manifest."""
+    from .provision import manifest as nix_manifest
+
+    template, tmp = dest / "manifest.template.json", dest / "root" / "tmp"
+    if template.is_symlink() or not template.is_file() or tmp.is_symlink() or not tmp.is_dir():
+        raise UsageError(f"{carry}: not a carry (manifest.template.json must be a file and root/tmp a folder)")
+    try:
+        text = template.read_bytes()[: nix_manifest.MAX_BYTES].decode().replace("@CARRY@", str(dest.resolve()))
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise UsageError(f"{carry}: manifest.template.json is not JSON ({' '.join(str(exc).split())})") from None
+    nix_manifest.validate(doc, f"{carry}: manifest.template.json")
     manifest = dest / "manifest.json"
     manifest.write_text(text)
-    (dest / "root/tmp").chmod(0o1777)
+    tmp.chmod(0o1777)
     return manifest

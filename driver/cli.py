@@ -179,6 +179,7 @@ def _command_bench(sub) -> None:
     _add_host_vulkan(p)
     p.add_argument("--run-dir", type=Path, help="where to write bench.json, bench.png and the runs")
     p.add_argument("--json", action="store_true", help="print bench.json to stdout")
+    p.add_argument("--diagnose", action="store_true", help="instead: time diagnosis on 100 KB to 10 MB logs of every shape (no VM)")
 
 
 def _command_fingerprint(sub) -> None:
@@ -380,6 +381,12 @@ def run_options(args):
 
 
 def cmd_bench(args) -> int:
+    if args.diagnose:
+        from . import bench_diagnose
+
+        report = bench_diagnose.bench()
+        print(json.dumps(report, indent=2) if args.json else bench_diagnose.render(report))
+        return 0
     from . import bench
     from .run import new_run_dir
 

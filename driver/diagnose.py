@@ -8,13 +8,24 @@ decoded; an unknown code is reported as unknown, never dropped.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
+import itertools
+import io
 import json
+import os
 import re
+import stat
 from pathlib import Path
+from typing import Callable
 
 import yaml
+
+try:
+    from re import _parser as _sre_parser  # Python 3.11+
+except ImportError:  # 3.10
+    import sre_parse as _sre_parser
 
 from . import codes
 from .errors import UsageError
@@ -34,14 +45,28 @@ RUN_FILES = (
 )
 
 
+# A line longer than this is cut to its first MAX_LINE characters for matching, and the report
+# says which lines were cut and how long they were. Every rule and code pattern matches within a
+# line, and the longest real lines seen are far shorter: the QEMU command line of a run here
+# (655 characters), the public trackers' logs in tests/corpus (at most 248), the fixtures (473).
+# The cut bounds what one line costs (a pattern with ".*" may rescan a line from each match
+# position), so diagnosis is linear in its input however it is shaped: one line of 1 MB (a
+# base64 blob, a JSON dump) costs what a 4 KiB line costs, plus reading past the rest of it.
+MAX_LINE = 4096
+
+
 @dataclasses.dataclass(frozen=True)
 class Line:
     source: str
     number: int
     text: str
+    length: int | None = None  # the line's length when its text was cut to MAX_LINE characters
 
     def as_dict(self) -> dict:
-        return {"source": self.source, "line": self.number, "text": self.text}
+        out = {"source": self.source, "line": self.number, "text": self.text}
+        if self.length is not None:
+            out["cut_from"] = self.length
+        return out
 
 
 @dataclasses.dataclass
@@ -97,52 +122,117 @@ def _fold(text: str) -> str:
 
 
 def read_sources(paths: list[Path]) -> tuple[list[Line], Context]:
-    """Lines from files and run directories, and the context they reveal."""
+    """Lines from files and run directories, and the context they reveal.
+
+    Whatever the files hold is text to read: bytes that are not UTF-8 are replaced, a
+    line longer than MAX_LINE is cut (``Line.length`` says so), and a run directory's
+    logs must be its own plain files (a run directory may come from anyone: a link in it
+    could name any file on this host).
+    """
     lines: list[Line] = []
     ctx = Context()
     for path in paths:
         if not path.exists():
             raise UsageError(f"{path}: no such file or directory")
         if path.is_dir():
-            files = [path / f for f in RUN_FILES if (path / f).exists()]
-            files += sorted(path.glob("guest/*.out")) + sorted(path.glob("guest/*.err"))
+            files = _run_files(path)
             if not files and not (path / "result.json").exists():
                 raise UsageError(f"{path}: not a venus-repro run directory (no logs or result.json in it)")
             _context_from_result(path / "result.json", ctx)
+        elif not (stat.S_ISREG(mode := path.stat().st_mode) or stat.S_ISFIFO(mode)):
+            raise UsageError(f"{path}: not a file or a pipe (a device or a socket): give diagnose a log file")
         else:
             files = [path]
         for f in files:
-            try:
-                text = f.read_bytes().decode(errors="replace")
-            except OSError as exc:
-                raise UsageError(f"{f}: cannot read: {exc.strerror}") from None
-            name = str(f.relative_to(path)) if path.is_dir() else str(f)
-            lines += [Line(name, i, t.rstrip("\r")) for i, t in enumerate(text.splitlines(), 1) if t.strip()]
+            lines += _read_lines(f, str(f.relative_to(path)) if path.is_dir() else str(f))
     _context_from_lines(lines, ctx)
     return lines, ctx
 
 
+def _run_files(run: Path) -> list[Path]:
+    """The logs of run directory ``run`` that exist; a link or a special file among them is an error."""
+    if (run / "guest").is_symlink():
+        raise UsageError(f"{run / 'guest'}: a link, not a folder: diagnose reads only a run directory's own files")
+    files = [run / f for f in RUN_FILES if os.path.lexists(run / f)]
+    files += sorted((run / "guest").glob("*.out")) + sorted((run / "guest").glob("*.err"))
+    for f in files:
+        if f.is_symlink() or not f.is_file():
+            raise UsageError(f"{f}: not a plain file (a link, a folder or a device): diagnose reads only a run directory's own files")
+    return files
+
+
+def _read_lines(path: Path, name: str) -> list[Line]:
+    """The non-blank lines of ``path`` (numbered as ``str.splitlines`` counts them), each cut to MAX_LINE.
+
+    Read as a stream of chunks, so a file of any size or shape costs time linear in its
+    size and memory bounded by the lines kept: a line is not held beyond its cut.
+    """
+    out: list[Line] = []
+    number, line, length = 0, "", 0  # the line being read: its first MAX_LINE characters, its length
+    after_cr = False  # the last chunk ended in "\r": a "\n" starting the next one ends no other line
+    try:
+        with open(path, "rb") as raw, io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="") as text:
+            while chunk := text.read(1 << 16):
+                if after_cr and chunk.startswith("\n"):
+                    chunk = chunk[1:]
+                after_cr = chunk.endswith("\r")
+                for part in chunk.splitlines(keepends=True):
+                    body = part.rstrip(_BREAKS)
+                    line, length = line + body[: MAX_LINE - len(line)] if len(line) < MAX_LINE else line, length + len(body)
+                    if len(body) < len(part):  # the line ends here
+                        number += 1
+                        if line.strip():
+                            out.append(Line(name, number, line, length if length > MAX_LINE else None))
+                        line, length = "", 0
+            if length:
+                number += 1
+                if line.strip():
+                    out.append(Line(name, number, line, length if length > MAX_LINE else None))
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    return out
+
+
+_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines breaks lines at
+
+
 def _context_from_result(path: Path, ctx: Context) -> None:
-    if not path.exists():
+    """Page sizes from a run's result.json; a field that is not what venus-repro writes is not used."""
+    if not path.is_file() or path.is_symlink():
         return
     try:
-        result = json.loads(path.read_text())
-    except json.JSONDecodeError:
+        with open(path, "rb") as f:
+            result = json.loads(f.read(16 << 20))  # a result.json venus-repro writes is a few KiB
+    except (OSError, ValueError, RecursionError):
         return
-    ctx.guest_page_size = (result.get("guest") or {}).get("page_size") or ctx.guest_page_size
+    if not isinstance(result, dict):
+        return
+    guest = result.get("guest")
+    page = guest.get("page_size") if isinstance(guest, dict) else None
+    if _page_size(page):
+        ctx.guest_page_size = page
     required = result.get("required_page_size")
-    if required:
-        ctx.required_page_size, ctx.required_by = required, f"profile {result.get('profile')}"
+    if _page_size(required):
+        profile = result.get("profile")
+        ctx.required_page_size, ctx.required_by = required, f"profile {profile if isinstance(profile, str) else '?'}"
+
+
+def _page_size(value) -> bool:
+    """Whether ``value`` is a page size venus-repro knows (4K, 16K, 64K)."""
+    return type(value) is int and value in (4096, 16384, 65536)
+
+
+_KERNEL_PAGE_SIZE = re.compile(r"KernelPageSize:\s+([0-9]{1,7}) kB")
+_PAGE_SIZE_KB = re.compile(r"page_size_kb=([0-9]{1,7})")
+_ACCEL = re.compile(r"-accel\s+(hvf|kvm|tcg|whpx)\b")
 
 
 def _context_from_lines(lines: list[Line], ctx: Context) -> None:
-    for line in lines:
-        if ctx.guest_page_size is None:
-            if m := re.search(r"KernelPageSize:\s+(\d+) kB", line.text):
+    for line in lines:  # (each pattern only where its literal is: most lines have none)
+        if ctx.guest_page_size is None and "age" in line.text:
+            if m := _KERNEL_PAGE_SIZE.search(line.text) or _PAGE_SIZE_KB.search(line.text):
                 ctx.guest_page_size = int(m.group(1)) * 1024
-            elif m := re.search(r"page_size_kb=(\d+)", line.text):
-                ctx.guest_page_size = int(m.group(1)) * 1024
-        if ctx.accel is None and (m := re.search(r"-accel\s+(hvf|kvm|tcg|whpx)\b", line.text)):
+        if ctx.accel is None and "-accel" in line.text and (m := _ACCEL.search(line.text)):
             ctx.accel = m.group(1)
 
 
@@ -159,42 +249,208 @@ def _venus_messages() -> list[tuple[re.Pattern, str]]:
     return [(re.compile(k), v) for k, v in codes.venus_messages().items()]
 
 
-@functools.lru_cache(maxsize=65536)
-def codes_in_line(text: str) -> tuple[tuple[str, int | str, str], ...]:
-    """Every code ``text`` holds, decoded: (kind, value, name). One home for what a code is.
+Code = tuple[str, "int | str", str]  # (kind, value, name)
 
-    Cached: decoding and the undecoded-line check both ask for the same lines.
+
+@functools.cache
+def _matchers() -> tuple[tuple[re.Pattern, Callable[[re.Match], list[Code]], bool], ...]:
+    """What a code is, in the order codes are listed: (pattern, the codes a match holds, first match only)."""
+
+    def virtio(kinds: tuple[str, str]) -> Callable[[re.Match], list[Code]]:
+        return lambda m: [(f"virtio-gpu {k[:-1]}", int(raw, 16), codes.virtio_gpu(k, int(raw, 16))) for k, raw in zip(kinds, m.groups())]
+
+    def family(name: str, code: Callable[..., Code]):
+        return [(p, lambda m, d=decode: [code(*f)] if (f := d(m)) is not None else [], False) for p, decode in codes.matchers()[name]]
+
+    def capset(m: re.Match) -> list[Code]:
+        return [("virtio-gpu capset", int(m.group(1)), codes.virtio_gpu("capsets", int(m.group(1))))]
+
+    return (
+        *[(p, virtio(kinds), False) for p, kinds in _CODE_PATTERNS],
+        *family("vkresult", lambda value, name, _: ("VkResult", value, name)),
+        *family("hvf", lambda value, name, _: ("Hypervisor.framework", f"0x{value:08x}", name)),
+        *family("errno", lambda value, name, _: ("errno", value, name)),
+        *family("virtio_gpu", lambda section, value, name: (f"virtio-gpu {section[:-1]}", value, name)),
+        *family("kvm", lambda kind, value, meaning: (kind, value, meaning)),
+        *[(p, lambda m, meaning=meaning: [("guest message", m.group(0), meaning)], True) for p, meaning in _venus_messages()],
+        (re.compile(r"cap set \d+: id (\d+)"), capset, False),
+    )
+
+
+def codes_in_line(text: str) -> tuple[Code, ...]:
+    """Every code ``text`` holds, decoded: (kind, value, name). One home for what a code is."""
+    return _codes_of([text])[0]
+
+
+def _codes_of(texts: list[str] | "_Joined") -> list[tuple[Code, ...]]:
+    """codes_in_line of each of ``texts``: each pattern scans them all at once (see _Joined)."""
+    joined = texts if isinstance(texts, _Joined) else _Joined(texts)
+    found: list[list[Code]] = [[] for _ in joined.texts]
+    for pattern, decode, first_only in _matchers():
+        for slot in joined.matching(pattern.pattern, pattern.flags):
+            ms = pattern.finditer(joined.texts[slot])
+            found[slot] += [c for m in itertools.islice(ms, 1 if first_only else None) for c in decode(m)]
+    return [tuple(f) for f in found]
+
+
+def _annotated(text: str, found: tuple[Code, ...]) -> str:
+    """What the rules read of a line: its text, then the codes it holds (``found``) in canonical form.
+
+    Rules are written against canonical names (VK_ERROR_OUT_OF_HOST_MEMORY, HV_BAD_ARGUMENT,
+    EFAULT, GET_CAPSET_INFO) and so match every spelling users paste (ERROR_OUT_OF_HOST_MEMORY,
+    ErrorOutOfHostMemory, VkResult -1; err -85377021; "Bad address (os error 14)";
+    "response 0x1200 (command 0x108)").
     """
-    out: list[tuple[str, int | str, str]] = []
-    for pattern, kinds in _CODE_PATTERNS:
-        for m in pattern.finditer(text):
-            for kind, raw in zip(kinds, m.groups()):
-                value = int(raw, 16)
-                out.append((f"virtio-gpu {kind[:-1]}", value, codes.virtio_gpu(kind, value)))
-    for value, name, _ in codes.vk_results_in(text):
-        out.append(("VkResult", value, name))
-    for value, name, _ in codes.hvf_codes_in(text):
-        out.append(("Hypervisor.framework", f"0x{value:08x}", name))
-    for value, name, _ in codes.errnos_in(text):
-        out.append(("errno", value, name))
-    for section, value, name in codes.virtio_gpu_names_in(text):
-        out.append((f"virtio-gpu {section[:-1]}", value, name))
-    for kind, value, meaning in codes.kvm_codes_in(text):
-        out.append((kind, value, meaning))
-    for pattern, meaning in _venus_messages():
-        if m := pattern.search(text):
-            out.append(("guest message", m.group(0), meaning))
-    for m in re.finditer(r"cap set \d+: id (\d+)", text):
-        out.append(("virtio-gpu capset", int(m.group(1)), codes.virtio_gpu("capsets", int(m.group(1)))))
-    return tuple(out)
+
+    def of(kind: str) -> list[tuple]:
+        return sorted({(value, name) for k, value, name in found if k == kind})
+
+    decoded = [f"{name} ({value})" for value, name in of("VkResult")]
+    decoded += [name for _, name in of("Hypervisor.framework")]
+    decoded += [name.split(":")[0] for _, name in of("errno")]
+    decoded += [name for kind, _, name in found if kind in ("virtio-gpu command", "virtio-gpu response")]
+    return f"{text}  [decoded: {'; '.join(dict.fromkeys(decoded))}]" if decoded else text
 
 
-def decode_codes(lines: list[Line]) -> list[dict]:
+class _Joined:
+    """Texts (lines) joined by line breaks, so a pattern scans them all in one pass.
+
+    ``matching(pattern)`` is the texts that ``re.search(pattern, text)`` matches, found
+    without one call per text: where every match must contain one of a few strings
+    (``_needles``), ``str.find`` looks for those; otherwise the pattern scans the joined
+    text. Either way only the texts it hits are searched on their own, so a pattern means
+    here exactly what it means on one line (a match across a line break is none).
+    """
+
+    def __init__(self, texts: list[str]):
+        self.texts = texts
+        self.blob = "\n".join(texts)
+        self.starts = list(itertools.accumulate((len(t) + 1 for t in texts[:-1]), initial=0)) if texts else []
+
+    def _slot(self, pos: int) -> int:
+        return bisect.bisect_right(self.starts, pos) - 1
+
+    def _after(self, slot: int) -> int:
+        """Where the text after ``slot`` starts (past the end when there is none)."""
+        return self.starts[slot + 1] if slot + 1 < len(self.starts) else len(self.blob) + 1
+
+    def matching(self, pattern: str, flags: int = 0) -> list[int]:
+        """The slots (in order) whose text ``pattern`` matches."""
+        one, scan, needles = _compiled(pattern, flags)
+        candidates: set[int] = set()
+        if needles is not None:
+            for needle in needles:
+                pos = self.blob.find(needle)
+                while pos != -1:
+                    candidates.add(slot := self._slot(pos))
+                    pos = self.blob.find(needle, self._after(slot))
+        else:
+            pos = 0
+            while self.texts and (m := scan.search(self.blob, pos)):
+                candidates.add(slot := self._slot(m.start()))
+                pos = self._after(slot)
+        return sorted(slot for slot in candidates if one.search(self.texts[slot]))
+
+
+@functools.cache
+def _compiled(pattern: str, flags: int = 0) -> tuple[re.Pattern, re.Pattern, tuple[str, ...] | None]:
+    """``pattern`` as it reads one line; as it scans joined lines; the strings each match holds one of."""
+    return re.compile(pattern, flags), re.compile(_literal_first(pattern), flags | re.MULTILINE), _needles(pattern, flags)
+
+
+_LEADING_BOUNDARY = re.compile(r"\\b(\w)(?![*+?{])")
+
+
+def _literal_first(pattern: str) -> str:
+    """``\\bX…`` as ``X(?<=\\bX)…``: the same matches, found faster (the engine skips ahead to X; see codes.py)."""
+    m = _LEADING_BOUNDARY.match(pattern)
+    return f"{m.group(1)}(?<=\\b{m.group(1)}){pattern[m.end():]}" if m else pattern
+
+
+# Shorter strings occur too often to be worth looking for; more than a few are slower to look
+# for one by one than the pattern is at scanning the text.
+_MIN_NEEDLE, _MAX_NEEDLES = 3, 8
+
+
+def _needles(pattern: str, flags: int = 0) -> tuple[str, ...] | None:
+    """Strings one of which every match of ``pattern`` contains, or None if none is known.
+
+    Read from the parsed pattern: a run of literal characters in a sequence that every
+    match goes through, or one such run from each alternative of an alternation.
+    Case-insensitive parts give none. (``re``'s parser is internal; if it cannot be
+    read, there are no needles and the pattern scans the text itself: slower, not wrong.)
+    """
+    try:
+        tree = _sre_parser.parse(pattern, flags)
+        if tree.state.flags & re.IGNORECASE:
+            return None
+        return _sequence_needles(list(tree))
+    except Exception:
+        return None
+
+
+def _sequence_needles(items: list) -> tuple[str, ...] | None:
+    p = _sre_parser
+    options: list[tuple[str, ...]] = []
+    run: list[str] = []
+    for op, av in [*items, (None, None)]:
+        if op is p.LITERAL:
+            run.append(chr(av))
+            continue
+        if run:
+            options.append(("".join(run),))
+            run = []
+        inner = None
+        if op is p.BRANCH:
+            alternatives = [_sequence_needles(list(a)) for a in av[1]]
+            inner = tuple(dict.fromkeys(n for a in alternatives for n in a)) if all(alternatives) else None
+        elif op is p.SUBPATTERN and not av[1] & re.IGNORECASE:
+            inner = _sequence_needles(list(av[3]))
+        elif op in (p.MAX_REPEAT, p.MIN_REPEAT) and av[0] >= 1:
+            inner = _sequence_needles(list(av[2]))
+        if inner:
+            options.append(inner)
+    options = [o for o in options if min(map(len, o)) >= _MIN_NEEDLE and len(o) <= _MAX_NEEDLES]
+    # The best: the fewest strings to look for, then the longest shortest one.
+    return min(options, key=lambda o: (len(o), -min(map(len, o))), default=None)
+
+
+class _Index:
+    """The lines, each distinct text decoded once, and the distinct texts joined (raw and as the rules read them)."""
+
+    def __init__(self, lines: list[Line]):
+        self.lines = lines
+        slots: dict[str, int] = {}
+        self.where: list[list[int]] = []  # slot → the positions in ``lines`` holding that text
+        for n, line in enumerate(lines):
+            slot = slots.setdefault(line.text, len(slots))
+            if slot == len(self.where):
+                self.where.append([])
+            self.where[slot].append(n)
+        self.texts = _Joined(list(slots))
+        self.codes = _codes_of(self.texts)
+        self.annotated = _Joined([_annotated(t, c) for t, c in zip(self.texts.texts, self.codes)])
+        self._hits: dict[str, list[int]] = {}
+
+    def lines_of(self, slots) -> list[Line]:
+        """The lines (as written, in order) holding the texts of ``slots``."""
+        return [self.lines[n] for n in sorted(n for slot in slots for n in self.where[slot])]
+
+    def matching(self, patterns: list[str]) -> list[Line]:
+        """The lines that one of ``patterns`` matches in their annotated form."""
+        for p in patterns:
+            if p not in self._hits:
+                self._hits[p] = self.annotated.matching(p)
+        return self.lines_of({slot for p in patterns for slot in self._hits[p]})
+
+
+def decode_codes(index: _Index) -> list[dict]:
     found: dict[tuple[str, int | str], dict] = {}
-    for line in lines:
-        for kind, value, name in codes_in_line(line.text):
-            entry = found.setdefault((kind, value), {"kind": kind, "value": value, "name": name, "count": 0, "first": line.as_dict()})
-            entry["count"] += 1
+    for slot, held in enumerate(index.codes):  # slots come in the order their first line does
+        for kind, value, name in held:
+            first = index.lines[index.where[slot][0]]
+            entry = found.setdefault((kind, value), {"kind": kind, "value": value, "name": name, "count": 0, "first": first.as_dict()})
+            entry["count"] += len(index.where[slot])
     out = sorted(found.values(), key=lambda e: (e["kind"], str(e["value"])))
     for e in out:
         if e["kind"].startswith("virtio-gpu") and e["kind"] != "virtio-gpu capset":
@@ -203,12 +459,6 @@ def decode_codes(lines: list[Line]) -> list[dict]:
 
 
 # --- findings ---------------------------------------------------------------------------
-
-
-def _matching(lines: list[Line], patterns: list[str]) -> list[Line]:
-    """The lines (as written) that a pattern matches in their annotated form (see _annotated)."""
-    compiled = [re.compile(p) for p in patterns]
-    return [l for l in lines if any(c.search(_annotated(l)) for c in compiled)]
 
 
 def _page_size_finding(rule: dict, ctx: Context) -> Finding | None:
@@ -226,25 +476,7 @@ def _page_size_finding(rule: dict, ctx: Context) -> Finding | None:
     )
 
 
-@functools.lru_cache(maxsize=65536)
-def _annotated(line: Line) -> str:
-    """What the rules read of ``line``: its text, then the VkResults it names in canonical form.
-
-    Rules are written against canonical names (VK_ERROR_OUT_OF_HOST_MEMORY, HV_BAD_ARGUMENT,
-    EFAULT) and so match every spelling users paste (ERROR_OUT_OF_HOST_MEMORY,
-    ErrorOutOfHostMemory, VkResult -1; err -85377021; "Bad address (os error 14)").
-    """
-    decoded = [f"{name} ({value})" for value, name, _ in sorted(set(codes.vk_results_in(line.text)))]
-    decoded += [name for _, name, _ in sorted(set(codes.hvf_codes_in(line.text)))]
-    decoded += [name.split(":")[0] for _, name, _ in sorted(set(codes.errnos_in(line.text)))]
-    for pattern, kinds in _CODE_PATTERNS:  # "response 0x1200 (command 0x108)" → ERR_UNSPEC GET_CAPSET_INFO
-        for m in pattern.finditer(line.text):
-            decoded += [codes.virtio_gpu(kind, int(raw, 16)) for kind, raw in zip(kinds, m.groups())]
-    decoded += [name for _, _, name in codes.virtio_gpu_names_in(line.text)]
-    return f"{line.text}  [decoded: {'; '.join(dict.fromkeys(decoded))}]" if decoded else line.text
-
-
-def classify(lines: list[Line], ctx: Context) -> list[Finding]:
+def classify(index: _Index, ctx: Context) -> list[Finding]:
     findings: list[Finding] = []
     for rule in rules():
         if rule.get("computed") == "page-size":
@@ -253,14 +485,14 @@ def classify(lines: list[Line], ctx: Context) -> list[Finding]:
             continue
         evidence: list[Line] = []
         for group in rule["all"]:
-            hits = _matching(lines, group)
+            hits = index.matching(group)
             if not hits:
                 break
             evidence += hits
         else:
-            if rule.get("absent") and _matching(lines, rule["absent"]):
+            if rule.get("absent") and index.matching(rule["absent"]):
                 continue
-            evidence += _matching(lines, rule.get("also", []))
+            evidence += index.matching(rule.get("also", []))
             unique = list(dict.fromkeys(evidence))
             cause = _fold(rule["cause"])
             if rule["id"] == "map-blob-failed":
@@ -295,15 +527,15 @@ def diagnose(paths: list[Path], ctx_overrides: Context | None = None) -> dict:
     return report_dict(lines, ctx)
 
 
-def candidates(lines: list[Line], found: set[str], limit: int = 3) -> list[dict]:
+def candidates(index: _Index, found: set[str], limit: int = 3) -> list[dict]:
     """Rules that matched in part: for each, what matched and what was missing (best first)."""
     out = []
     for rule in rules():
         if rule.get("computed") or rule["id"] in found:
             continue
         groups = rule["all"]
-        hits = [bool(_matching(lines, g)) for g in groups]
-        also = _matching(lines, rule.get("also", []))
+        hits = [bool(index.matching(g)) for g in groups]
+        also = index.matching(rule.get("also", []))
         if not any(hits) and not also:
             continue
         missing = [" | ".join(g) for g, hit in zip(groups, hits) if not hit]
@@ -318,21 +550,25 @@ _ERROR_WORD = re.compile(r"(?i)(?:\b|_)(?:error|err|fail(?:ed|ure)?|ret|rc|statu
 _CODE_TOKEN = re.compile(r"(?<![\w.])-\d+\b|\b0x[0-9a-fA-F]{3,}\b|\b[A-Z][A-Z0-9]*_[A-Z0-9_]{3,}\b")
 
 
-def undecoded(lines: list[Line]) -> list[Line]:
+def undecoded(index: _Index) -> list[Line]:
     """Lines with an error code that no table decodes (shown, never dropped)."""
-    return [l for l in lines if _ERROR_WORD.search(l.text) and _CODE_TOKEN.search(l.text) and not codes_in_line(l.text)]
+    words = index.texts.matching(_ERROR_WORD.pattern)
+    return index.lines_of(i for i in words if not index.codes[i] and _CODE_TOKEN.search(index.texts.texts[i]))
 
 
 def report_dict(lines: list[Line], ctx: Context) -> dict:
-    findings = classify(lines, ctx)
+    index = _Index(lines)
+    findings = classify(index, ctx)
     report = {
         "findings": [f.as_dict() for f in findings],
-        "codes": decode_codes(lines),
+        "codes": decode_codes(index),
         "context": dataclasses.asdict(ctx),
-        "undecoded": [l.as_dict() for l in undecoded(lines)][:20],
+        "undecoded": [l.as_dict() for l in undecoded(index)[:20]],
+        # Lines longer than MAX_LINE: only their first MAX_LINE characters were read for matching.
+        "cut_lines": [{"source": l.source, "line": l.number, "length": l.length} for l in lines if l.length is not None],
     }
     if not findings:
-        report["candidates"] = candidates(lines, set())
+        report["candidates"] = candidates(index, set())
     return report
 
 
@@ -366,4 +602,9 @@ def render(report: dict) -> str:
         for c in report["codes"]:
             value = c["value"]
             out.append(f"  {c['kind']:<22} {value!s:>12}  {c['name']}  (×{c['count']})")
+    if cut := report.get("cut_lines"):
+        where = ", ".join(f"{c['source']}:{c['line']} ({c['length']:,} characters)" for c in cut[:3])
+        more = f" and {len(cut) - 3} more" if len(cut) > 3 else ""
+        lines = "1 line" if len(cut) == 1 else f"{len(cut)} lines"
+        out += ["", f"note: {lines} longer than {MAX_LINE} characters cut to their first {MAX_LINE} for matching: {where}{more}"]
     return "\n".join(out).rstrip()

@@ -30,3 +30,21 @@ class MachineError(VenusReproError):
 
 class Terminated(BaseException):
     """SIGTERM arrived: unwound like Ctrl-C (result.json written, QEMU stopped), exit status 143."""
+
+
+def shown(text) -> str:
+    """``text`` (from someone's file) as an error line may hold it: as written if printable, else quoted and escaped."""
+    text = str(text)
+    return text if text.isprintable() else repr(text)
+
+
+def read_limited(path, max_bytes: int, what: str, hint: str = "") -> bytes:
+    """The bytes of someone's file ``path`` (at most ``max_bytes``), or one UsageError naming it."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the {what} ({exc.strerror}){hint}") from None
+    if len(data) > max_bytes:
+        raise UsageError(f"{path}: larger than {max_bytes >> 10} KiB: not a {what}")
+    return data

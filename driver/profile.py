@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+import re
 from pathlib import Path
 
 import yaml
 
-from .errors import UsageError
+from .errors import UsageError, read_limited
+from .yamlread import problem
 
 from .resources import DATA
 
@@ -133,15 +135,12 @@ def _tools(doc: dict, where: str) -> tuple[dict[str, tuple[str, ...]], dict[str,
     for name, value in doc.items():
         at = f"{where}: tools: {name}"
         if isinstance(value, dict):
-            tools[str(name)] = tuple(_require(value, "packages", list, at))
+            tools[str(name)] = _names(value, "packages", at)
             if "target" in value:
                 target = _require(value, "target", dict, at)
-                targets[str(name)] = (
-                    _require(target, "arch", str, f"{at}: target"),
-                    tuple(_require(target, "packages", list, f"{at}: target")),
-                )
+                targets[str(name)] = (_require(target, "arch", str, f"{at}: target"), _names(target, "packages", f"{at}: target"))
         elif isinstance(value, list):
-            tools[str(name)] = tuple(value)
+            tools[str(name)] = _names({"packages": value}, "packages", at)
         else:
             raise UsageError(f"{at}: give a package list, or a mapping with 'packages' (and 'target')")
     return tools, targets
@@ -159,12 +158,20 @@ def _lock_path(profile_path: Path, name: str) -> Path:
 
 
 def _read(path: Path) -> dict:
+    """A profile file's mapping, read as data: a size limit, UTF-8, one line for any fault."""
+    data = read_limited(path, MAX_BYTES, "profile")
     try:
-        doc = yaml.safe_load(path.read_text())
+        # Aliases are shared, never copied, by the loader; no field is expanded into a string
+        # or walked, so an alias bomb costs nothing here.
+        doc = yaml.safe_load(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
     except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: malformed YAML: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read it ({exc})") from None
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise UsageError(f"{path}{line}: malformed YAML: {problem(exc)}") from None
+    except RecursionError:
+        raise UsageError(f"{path}: nested too deeply to be a profile") from None
     if not isinstance(doc, dict):
         raise UsageError(f"{path}: a profile is a mapping")
     return doc
@@ -195,9 +202,27 @@ def _require(doc: dict, key: str, kind: type, where: str):
     if key not in doc:
         raise UsageError(f"{where}: missing field '{key}'")
     value = doc[key]
-    if not isinstance(value, kind):
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise UsageError(f"{where}: field '{key}' must be a {kind.__name__}")
     return value
+
+
+def _names(doc: dict, key: str, where: str, default: list | None = None) -> tuple[str, ...]:
+    """A list of names (packages, modules, paths): every item a non-empty string."""
+    value = _require(doc, key, list, where) if default is None or key in doc else default
+    if not all(isinstance(item, str) and item for item in value):
+        raise UsageError(f"{where}: field '{key}' must be a list of names (strings)")
+    return tuple(value)
+
+
+def _optional(doc: dict, key: str, kinds: tuple[type, ...], default, where: str):
+    value = doc.get(key, default)
+    if not isinstance(value, kinds) or isinstance(value, bool):
+        raise UsageError(f"{where}: field '{key}' must be a {' or '.join(k.__name__ for k in kinds)}")
+    return value
+
+
+MAX_BYTES = 1 << 20  # a profile is a few KiB; one from elsewhere (a bundle) is read with a limit
 
 
 def load(name_or_path: str) -> Profile:
@@ -219,36 +244,56 @@ def load(name_or_path: str) -> Profile:
     tools = _require(doc, "tools", dict, where) if doc.get("tools") is not None else {}
     gpu = _require(doc, "gpu_renderer", dict, where) if doc.get("gpu_renderer") is not None else None
     tools, tool_targets = _tools(tools, where)
+    if not all(isinstance(k, str) and isinstance(v, str) and v for k, v in kernels.items()):
+        raise UsageError(f"{where}: field 'kernels' must map flavours to package names")
     if default_kernel not in kernels:
         raise UsageError(f"{where}: default_kernel '{default_kernel}' is not in kernels")
     return Profile(
-        name=_require(doc, "name", str, where),
-        description=doc.get("description", ""),
+        name=_plain_name(doc, where),
+        description=_optional(doc, "description", (str,), "", where),
         suite=_require(doc, "suite", str, where),
         lock_path=_lock_path(path, _lock_name(doc, where)),
         page_size=_require(doc, "page_size", int, where),
-        host_packages=tuple(_require(host, "packages", list, f"{where}: host")),
+        host_packages=_names(host, "packages", f"{where}: host"),
         guest_arch=_require(guest, "arch", str, f"{where}: guest"),
-        guest_packages=tuple(_require(guest, "packages", list, f"{where}: guest")),
-        guest_drop=tuple(guest.get("drop", [])),
-        kernels={str(k): str(v) for k, v in kernels.items()},
+        guest_packages=_names(guest, "packages", f"{where}: guest"),
+        guest_drop=_names(guest, "drop", f"{where}: guest", default=[]),
+        kernels=dict(kernels),
         default_kernel=default_kernel,
-        guest_modules=tuple(_require(doc, "guest_modules", list, where)),
+        guest_modules=_names(doc, "guest_modules", where),
         qemu=QemuOptions(
-            machine=str(qemu.get("machine", "virt")),
-            cpu=str(qemu.get("cpu", "max")),
-            smp=int(qemu.get("smp", 2)),
-            memory=str(qemu.get("memory", "2G")),
-            hostmem=str(qemu.get("hostmem", "1G")),
+            machine=_optional(qemu, "machine", (str,), "virt", f"{where}: qemu"),
+            cpu=_optional(qemu, "cpu", (str,), "max", f"{where}: qemu"),
+            smp=_smp(qemu, f"{where}: qemu"),
+            memory=_optional(qemu, "memory", (str,), "2G", f"{where}: qemu"),
+            hostmem=_optional(qemu, "hostmem", (str,), "1G", f"{where}: qemu"),
         ),
         tools=tools,
         tool_targets=tool_targets,
         gpu_renderer=(
-            (_require(gpu, "suite", str, f"{where}: gpu_renderer"), tuple(_require(gpu, "packages", list, f"{where}: gpu_renderer")))
+            (_require(gpu, "suite", str, f"{where}: gpu_renderer"), _names(gpu, "packages", f"{where}: gpu_renderer"))
             if gpu is not None else None
         ),
         path=path,
     )
+
+
+PLAIN_NAME = re.compile(r"[\w][\w.+-]{0,99}")
+
+
+def _plain_name(doc: dict, where: str) -> str:
+    """The profile's name: a plain word (it names run directories: ./venus-runs/<time>-<name>)."""
+    name = _require(doc, "name", str, where)
+    if not PLAIN_NAME.fullmatch(name):
+        raise UsageError(f"{where}: field 'name' must be a plain word (letters, digits, . _ + -; at most 100)")
+    return name
+
+
+def _smp(qemu: dict, where: str) -> int:
+    smp = _optional(qemu, "smp", (int,), 2, where)
+    if not 1 <= smp <= 64:
+        raise UsageError(f"{where}: field 'smp' must be a number of guest CPUs, 1 to 64")
+    return smp
 
 
 def cache_dir() -> Path:

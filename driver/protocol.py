@@ -35,6 +35,7 @@ MAX_MEMBERS = 10_000
 MAX_DEPTH = 4
 MAX_TOTAL = EXCHANGE_SIZE
 _SEGMENT = re.compile(r"[\w][\w.+-]*")
+NAME_MAX = 255  # bytes in one file name (Linux): a longer one cannot be written
 
 
 def parse_fields(text: str) -> dict[str, str]:
@@ -173,7 +174,7 @@ def safe_member_name(name: str) -> str | None:
     if name in ("", "."):
         return ""
     parts = name.split("/")
-    if len(parts) > MAX_DEPTH or not all(_SEGMENT.fullmatch(p) for p in parts):
+    if len(parts) > MAX_DEPTH or not all(_SEGMENT.fullmatch(p) and len(p.encode()) <= NAME_MAX for p in parts):
         return None
     return "/".join(parts)
 
@@ -198,7 +199,7 @@ def read_exchange(path: Path) -> Exchange | None:
                     break
                 name = safe_member_name(member.name)
                 if name is None:
-                    rejected.append(f"{member.name!r}: not a plain relative name (absolute, '..', odd characters or deeper than {MAX_DEPTH})")
+                    rejected.append(f"{member.name!r}: not a plain relative name (absolute, '..', odd characters, longer than {NAME_MAX} bytes or deeper than {MAX_DEPTH})")
                     continue
                 if member.isdir():
                     continue
@@ -275,16 +276,23 @@ _RESULT_NUMBERS = ("fps", "width", "height", "frames", "vk_result")
 _RESULT_STRINGS = ("outcome", "checksum", "device", "driver", "driver_info", "call", "demo")
 
 
+def _number(value) -> bool:
+    """A finite float, or an integer a float and a C long can hold (a guest may write 10**300)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63
+
+
 def _result(doc) -> dict | None:
     if not isinstance(doc, dict):
         return None
     out = {}
     for key, value in doc.items():
-        if key in _RESULT_NUMBERS and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        if key in _RESULT_NUMBERS and _number(value):
             out[key] = value
         elif key in _RESULT_STRINGS and isinstance(value, str):
             out[key] = value
-        elif key not in _RESULT_NUMBERS + _RESULT_STRINGS and isinstance(value, (str, int, float, bool)):
+        elif key not in _RESULT_NUMBERS + _RESULT_STRINGS and (isinstance(value, (str, bool)) or _number(value)):
             out[key] = value
     return out
 
@@ -295,7 +303,7 @@ def parse_demo_output(text: str) -> DemoOutput:
         if m := RESULT_RE.match(line):
             try:
                 doc = _result(json.loads(m.group(1)))
-            except (json.JSONDecodeError, RecursionError):
+            except (ValueError, RecursionError):  # not JSON, or an integer of more than 4300 digits
                 continue
             if doc is not None:
                 results.append(doc)

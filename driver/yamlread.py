@@ -38,13 +38,18 @@ def compose(w: Where, text: str) -> yaml.Node:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
-        raise UsageError(f"{w.path}{line}: malformed YAML: {getattr(exc, 'problem', exc)}") from None
+        raise UsageError(f"{w.path}{line}: malformed YAML: {problem(exc)}") from None
     except RecursionError:
         raise w.error(None, "scenario", f"nested deeper than {MAX_DEPTH} levels") from None
     if root is None:
         raise w.error(None, "scenario", "the file is empty")
     _check_shape(w, root)
     return root
+
+
+def problem(exc: yaml.YAMLError) -> str:
+    """What is wrong, in one line (a reader error has no 'problem' and says where on a line of its own)."""
+    return " ".join(str(getattr(exc, "problem", None) or exc).split())
 
 
 def _check_shape(w: Where, root: yaml.Node) -> None:
@@ -77,12 +82,20 @@ def mapping(node: yaml.Node, w: Where | None = None, field: str = "") -> dict[st
 def scalar(w: Where, node: yaml.Node, field: str, kind: type):
     if not isinstance(node, yaml.ScalarNode):
         raise w.error(node, field, f"must be a {kind.__name__}")
-    value = yaml.safe_load(yaml.serialize(node))
+    value = plain(w, node, field)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise w.error(node, field, f"must be a {kind.__name__}, not {value!r}")
     return value
+
+
+def plain(w: Where, node: yaml.ScalarNode, field: str):
+    """A scalar's value; one with a tag the safe loader does not construct (!!python/…) is an error."""
+    try:
+        return yaml.safe_load(yaml.serialize(node))
+    except yaml.YAMLError:
+        raise w.error(node, field, f"must be a plain value, not tagged {node.tag}") from None
 
 
 def keys(w: Where, node: yaml.Node, field: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
@@ -111,7 +124,7 @@ def str_map(w: Where, node: yaml.Node, field: str) -> dict[str, str]:
     for k, (_, v) in mapping(node, w, field).items():
         if not isinstance(v, yaml.ScalarNode):
             raise w.error(v, f"{field}.{k}", "must be a plain value")
-        out[k] = str(yaml.safe_load(yaml.serialize(v)))
+        out[k] = str(plain(w, v, f"{field}.{k}"))
     return out
 
 

@@ -8,6 +8,7 @@
   runCommand,
   python,
   pytest,
+  hypothesis,
   pexpect,
   pyyaml,
   tabulate,
@@ -27,6 +28,7 @@ runCommand "venus-repro-unit-tests"
     nativeBuildInputs = [
       python
       pytest
+      hypothesis
       pexpect
       pyyaml
       tabulate

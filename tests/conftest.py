@@ -22,6 +22,36 @@ from venus_repro.profile import cache_dir
 
 REPO = Path(__file__).resolve().parent.parent
 
+# The fuzz targets (tests/fuzz/): inputs per target. CI runs this many, from fixed seeds (the
+# same inputs every run: a failure reproduces); --fuzz-examples N (or VENUS_REPRO_FUZZ_EXAMPLES)
+# runs N per target from random seeds, for a longer search.
+FUZZ_CI_EXAMPLES = 250
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--fuzz-examples", type=int, metavar="N", default=int(os.environ.get("VENUS_REPRO_FUZZ_EXAMPLES", "0")) or None,
+        help=f"inputs per fuzz target, from random seeds (default: {FUZZ_CI_EXAMPLES}, from fixed seeds)",
+    )  # fmt: skip
+
+
+def pytest_configure(config):
+    try:
+        from hypothesis import HealthCheck, settings
+    except ImportError:  # the fuzz targets import hypothesis themselves, and fail loudly without it
+        return
+    examples = config.getoption("--fuzz-examples")
+    settings.register_profile(
+        "venus-repro",
+        max_examples=examples or FUZZ_CI_EXAMPLES,
+        derandomize=examples is None,
+        deadline=None,  # a shared 2-core machine: time is bounded by the targets' own watchdog
+        database=None,  # a failure is printed with its input; crashes become fixtures (tests/fixtures/fuzz)
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+        print_blob=True,
+    )
+    settings.load_profile("venus-repro")
+
 
 def venus_repro(*args: str, check: bool = False, timeout: float = 1800, **kw) -> subprocess.CompletedProcess:
     """Run the CLI as a user would (a separate process; stdout and stderr captured)."""

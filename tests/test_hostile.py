@@ -156,9 +156,11 @@ def test_a_yaml_alias_bomb_is_refused_quickly_and_small(tmp_path):
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
     bomb = "name: bomb\n" + "\n".join(lines) + "\nsteps: *a8\n"
     (tmp_path / "bomb.yaml").write_text(bomb)
-    probe = (f"import resource, sys; from venus_repro import scenario, errors\n"
+    # The probe's own peak (VmHWM): getrusage's ru_maxrss would also count the pytest process it
+    # was forked from (Linux keeps the larger across exec), which other tests may have grown.
+    probe = (f"import re; from pathlib import Path; from venus_repro import scenario, errors\n"
              f"try:\n    scenario.load({str(tmp_path / 'bomb.yaml')!r})\nexcept errors.UsageError as e:\n    print(e)\n"
-             f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")  # fmt: skip
+             f"print(re.search(r'VmHWM:\\s+(\\d+) kB', Path('/proc/self/status').read_text()).group(1))")  # fmt: skip
     t = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

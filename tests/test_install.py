@@ -132,7 +132,7 @@ def test_unit_tests_pass_in_an_emulated_nix_sandbox(wheel_venv, tmp_path):
     src = tmp_path / "src"
     shutil.copytree(REPO / "tests", src / "tests", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(REPO / "pyproject.toml", src)
-    _pip(wheel_venv / "bin" / "python", "install", "pytest", cwd=tmp_path)
+    _pip(wheel_venv / "bin" / "python", "install", "pytest", "hypothesis", cwd=tmp_path)  # as checks.unit (nix/driver-tests.nix)
     proc = in_nix_like_sandbox(
         ["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not vm and not nix", "tests",
          "--deselect", "tests/test_install.py"],

@@ -25,9 +25,12 @@ def _read_lock(path: Path, missing: str, hint: str) -> dict:
     if not path.exists():
         raise PinError(f"{missing}; {hint}")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise PinError(f"{path} is not valid JSON ({exc}); {hint}") from None
+        doc = json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as exc:  # also: not UTF-8
+        raise PinError(f"{path} is not valid JSON ({' '.join(str(exc).split())}); {hint}") from None
+    if not isinstance(doc, dict):
+        raise PinError(f"{path} is not a lock (a JSON object); {hint}")
+    return doc
 
 
 def _refresh_hint(profile: Profile) -> str:
@@ -47,16 +50,20 @@ class Lock:
             raise PinError(f"{path} has lock format {doc.get('format')}, expected {FORMAT}; {_refresh_hint(profile)}")
         lock = cls(path, doc)
         lock.check(profile)
+        for set_name in profile.package_sets():
+            lock.pins(set_name)  # each pin read once here: a malformed one is this error, not a crash later
         return lock
 
     def check(self, profile: Profile) -> None:
         """The lock must pin exactly what the profile requests, set by set."""
         sets = self.doc.get("sets", {})
+        if not isinstance(sets, dict):
+            raise PinError(f"{self.path}: field 'sets' must map set names to pins; {_refresh_hint(profile)}")
         for name, (arch, requested, with_deps) in profile.package_sets().items():
             entry = sets.get(name)
-            if entry is None:
+            if not isinstance(entry, dict):
                 raise PinError(f"{self.path} has no pins for '{name}'; {_refresh_hint(profile)}")
-            if (entry.get("arch"), list(entry.get("requested", [])), entry.get("with_deps")) != (
+            if (entry.get("arch"), entry.get("requested", []), entry.get("with_deps")) != (
                 arch,
                 list(requested),
                 with_deps,
@@ -68,11 +75,24 @@ class Lock:
 
     def pins(self, set_name: str) -> list[Pin]:
         entry = self.doc["sets"][set_name]
+        packages = entry.get("packages")
+        if not isinstance(packages, list) or not all(isinstance(p, dict) and _pin_shaped(p) for p in packages):
+            raise PinError(f"{self.path}: the pins of '{set_name}' are not a list of packages (name, version, arch, filename, size, sha256)")
         suite = entry.get("suite") or self.doc.get("suite") or ""
-        return [Pin.from_dict(p, suite) for p in entry["packages"]]
+        try:
+            return [Pin.from_dict(p, suite if isinstance(suite, str) else "") for p in packages]
+        except PinError as exc:
+            raise PinError(f"{self.path}: {exc}") from None
 
     def digest(self) -> str:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+def _pin_shaped(doc: dict) -> bool:
+    """Whether ``doc`` has a pin's fields with their types (Pin.from_dict checks their values)."""
+    strings = ("name", "version", "arch", "filename", "sha256")
+    return (all(isinstance(doc.get(k), str) for k in strings) and type(doc.get("size")) is int and doc["size"] >= 0
+            and isinstance(doc.get("suite", ""), str))  # fmt: skip
 
 
 def set_digest(pins: list[Pin], *extra: str) -> str:

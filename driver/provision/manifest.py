@@ -25,12 +25,13 @@ import re
 from pathlib import Path
 
 from .. import registry
-from ..errors import UsageError
+from ..errors import UsageError, read_limited, shown
 from ..profile import NIX, Profile, QemuOptions
 from . import kernel
 from .components import Components
 
 FORMAT = 1
+MAX_BYTES = 1 << 20  # a manifest is about 1 KiB
 # The manifest's names for the registry's components (nix/manifest.nix writes these).
 _VERSION_KEYS = {"host_mesa": "host_vulkan", "vulkan_loader": "host_base", "kernel": "guest_kernel"}
 _INSIDE = ("qemu", "render_server", "vulkan_icd")
@@ -67,31 +68,50 @@ def validate(doc, where: str) -> None:
         raise UsageError(f"{where}: field 'hostmem' must be a size such as 256M or 1G")
     if doc.get("accel") not in _ACCELS:
         raise UsageError(f"{where}: field 'accel' must be one of {', '.join(_ACCELS)}")
+    if doc.get("system") is not None and not isinstance(doc["system"], str):
+        raise UsageError(f"{where}: field 'system' must be a Nix system name such as x86_64-linux")
+    versions = doc.get("versions")
+    if versions is not None and not (isinstance(versions, dict) and all(isinstance(v, str) for v in versions.values())):
+        raise UsageError(f"{where}: field 'versions' must map components to version strings")
 
 
 def read(path: Path) -> dict:
     """The manifest as a checked mapping; one UsageError naming the file and field otherwise."""
     where = str(path)
+    data = read_limited(path, MAX_BYTES, "manifest", "; build it with `nix build .#manifest`")
     try:
-        doc = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise UsageError(f"{where}: cannot read the manifest ({exc.strerror}); build it with `nix build .#manifest`") from None
-    except ValueError as exc:
+        doc = json.loads(data)
+    except ValueError as exc:  # also: not UTF-8, an integer of more than 4300 digits
         raise UsageError(f"{where}: malformed JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{where}: malformed JSON: nested too deeply") from None
     validate(doc, where)
     system = doc.get("system")
     if system is not None and system != host_system():
-        raise UsageError(f"{where}: the manifest is for {system}, this host is {host_system()}: build .#manifest here")
+        raise UsageError(f"{where}: the manifest is for {shown(system)}, this host is {host_system()}: build .#manifest here")
     root = Path(doc.get("root") or "/")
     for key in (*_INSIDE, *_OPTIONAL_INSIDE):
         value = doc.get(key)
-        if value is not None and not (root / value.lstrip("/")).exists():
-            raise UsageError(f"{where}: {key} {value} does not exist" + (f" in {root}" if str(root) != "/" else ""))
+        if value is not None and not _exists(root / value.lstrip("/"), where, key):
+            raise UsageError(f"{where}: {key} {shown(value)} does not exist" + (f" in {shown(root)}" if str(root) != "/" else ""))
     for key in (*_HOST, *_OPTIONAL_HOST):
         value = doc.get(key)
-        if value is not None and not Path(value).exists():
-            raise UsageError(f"{where}: {key} {value} does not exist")
+        if value is not None and not _exists(Path(value), where, key):
+            raise UsageError(f"{where}: {key} {shown(value)} does not exist")
     return doc
+
+
+def _exists(path: Path, where: str, key: str) -> bool:
+    """Whether ``path`` exists; a path the system cannot even look up (too long, a loop) is an error naming ``key``."""
+    try:
+        path.stat()
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise UsageError(f"{where}: {key} {shown(str(path)[:200] + ('…' if len(str(path)) > 200 else ''))}: {exc.strerror}") from None
+    except ValueError:  # a NUL byte
+        raise UsageError(f"{where}: {key}: not a path (a NUL byte)") from None
 
 
 def profile(manifest: Path | None) -> Profile:
