@@ -181,3 +181,16 @@ def moving_profile(tmp_path_factory):
         return made[name]
 
     return make
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The diagnose corpus's numbers (tests/test_corpus.py), shown whether its tests passed or not."""
+    corpus = sys.modules.get("test_corpus")
+    measured = getattr(corpus, "MEASURED", None)
+    if not measured:
+        return
+    parts = [f"{name} {right}/{of} ({right / of:.1%})" for name, (right, of) in measured.items() if name != "clean" and of]
+    if "clean" in measured:
+        fired, seen = measured["clean"]
+        parts.append(f"findings on clean logs {fired}/{seen}")
+    terminalreporter.write_line(f"diagnose corpus: {', '.join(parts)}")

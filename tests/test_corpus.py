@@ -4,11 +4,13 @@ Each log is what a user pasted, with its thread and the root cause the thread
 established. A log is diagnosed right when `venus-repro diagnose` reports exactly
 its expected finding (nothing else), or nothing at all for a clean log. The
 held-out fifth was set aside before any rule was written and is reported apart:
-the rules were never tuned on it.
+the rules were never tuned on it. The tuned and the held-out accuracy and the
+findings on clean logs are printed at the end of the session (tests/conftest.py).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -18,7 +20,13 @@ import yaml
 from venus_repro import diagnose
 
 CORPUS = Path(__file__).parent / "corpus" / "diagnose"
-INDEX = yaml.safe_load((CORPUS / "index.yaml").read_text())["logs"]
+DOC = yaml.safe_load((CORPUS / "index.yaml").read_text())
+INDEX = DOC["logs"]
+FIELDS = {"file", "source", "root_cause", "expect", "split"}
+OPTIONAL = {"project", "why"}  # format 2
+
+# What the accuracy tests measured, for the session's summary: {"tuned": (right, of), ...}.
+MEASURED: dict[str, tuple[int, int]] = {}
 
 
 def _findings(entry: dict) -> list[str]:
@@ -34,17 +42,22 @@ def _correct(entry: dict) -> bool:
 def accuracy(split: str) -> tuple[float, list[str]]:
     entries = [e for e in INDEX if e["split"] == split and e["expect"]]
     wrong = [f"{e['file']}: expected {e['expect']}, got {_findings(e) or 'nothing'}" for e in entries if not _correct(e)]
+    MEASURED["tuned" if split == "tune" else split] = (len(entries) - len(wrong), len(entries))
     return 1 - len(wrong) / len(entries), wrong
 
 
 def test_the_corpus_is_what_the_issue_asks_for():
     failures = [e for e in INDEX if e["expect"]]
-    assert len(INDEX) >= 40 and len({e["expect"] for e in failures}) >= 20
-    assert sum(1 for e in INDEX if not e["expect"]) >= 5
+    assert DOC["format"] == 2
+    assert all(FIELDS <= set(e) <= FIELDS | OPTIONAL for e in INDEX), [e["file"] for e in INDEX if not FIELDS <= set(e) <= FIELDS | OPTIONAL]
+    assert len(INDEX) >= 80 and len({e["expect"] for e in failures}) >= 30
+    assert sum(1 for e in INDEX if not e["expect"]) >= 10
     assert all(e["source"].startswith("https://") and e["root_cause"] for e in INDEX)
+    assert all(e["split"] in ("tune", "held-out") for e in INDEX)
+    assert len({e["file"] for e in INDEX}) == len(INDEX)
     assert {e["file"] for e in INDEX} == {p.name for p in CORPUS.glob("*.log")}
     held_out = [e for e in INDEX if e["split"] == "held-out"]
-    assert len(held_out) >= len(INDEX) // 5
+    assert len(held_out) >= math.ceil(len(INDEX) / 5)
 
 
 def test_accuracy_on_the_logs_the_rules_were_written_from():
@@ -56,12 +69,19 @@ def test_accuracy_on_the_logs_the_rules_were_written_from():
 def test_accuracy_on_the_held_out_logs():
     value, wrong = accuracy("held-out")
     print(f"\nheld-out part: {value:.1%}")
-    assert value >= 0.85, "\n".join(wrong)
+    assert value >= 0.90, "\n".join(wrong)
 
 
-@pytest.mark.parametrize("entry", [e for e in INDEX if not e["expect"]], ids=lambda e: e["file"])
+CLEAN = [e for e in INDEX if not e["expect"]]
+
+
+@pytest.mark.parametrize("entry", CLEAN, ids=lambda e: e["file"])
 def test_a_clean_log_gives_no_finding(entry):
-    assert _findings(entry) == []
+    found = _findings(entry)
+    MEASURED.setdefault("clean", (0, 0))
+    fired, seen = MEASURED["clean"]
+    MEASURED["clean"] = (fired + bool(found), seen + 1)
+    assert found == []
 
 
 # What a code looks like in a log, independent of the decoder: a VkResult name in any
