@@ -96,6 +96,9 @@ _HV_NAME = re.compile(r"HV_(?<=\bHV_)[A-Z_]+\b")
 _ERRNO = re.compile(
     r"\((?:os error|Errno) (\d+)\)|\[Errno (\d+)\]|errno(?<=\berrno)[ =:]+(\d+)\b|error(?<=\berror) -(\d{1,3})\b"
     r"|failed(?<=\bfailed): -(\d{1,3})\b|rc -(?<=\brc -)(\d{1,3})\b|return(?<=\breturn)(?:ed)?=-(\d{1,3})\b"
+    # rust-vmm's errno (vmm_sys_util::errno::Error, kvm-ioctls) as Debug prints it: libkrun's
+    # "Error creating the Kvm object: Error(2)", crosvm's "RegisterMemory failed base: Error(13)"
+    r"|Error(?<=\bError)\((\d{1,3})\)"
 )
 
 

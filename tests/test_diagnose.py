@@ -217,6 +217,9 @@ def test_diagnose_into_a_closed_pipe_is_quiet():
         ("KVM internal error. Suberror: 1", "KVM internal error", "1", "EMULATION (an instruction KVM could not emulate, often MMIO to unmapped memory)"),
         # a Vulkan code after a binding's error text
         ("panic: vulkan error: vulkan error: out of host memory (-1)", "VkResult", -1, "VK_ERROR_OUT_OF_HOST_MEMORY"),
+        # rust-vmm's errno as Debug prints it (libkrun, crosvm)
+        ("thread '<unnamed>' panicked at 'Error creating the Kvm object: Error(1)'", "errno", 1, "EPERM: Operation not permitted"),
+        ("RegisterMemory failed base: Error(13)", "errno", 13, "EACCES: Permission denied"),
     ],
 )
 def test_hypervisor_and_errno_codes_are_decoded(tmp_path, text, kind, value, name):
@@ -230,11 +233,37 @@ def test_hypervisor_and_errno_codes_are_decoded(tmp_path, text, kind, value, nam
     [
         ("[2025-05-01T10:00:00Z ERROR devices::virtio::gpu::virtio_gpu] map_memory: err -85377021", "hvf-map-refused"),
         ("qemu-system-aarch64: could not load kernel 'alpine-virt-16k.img': No such file or directory", "qemu-kernel-not-found"),
+        # the accelerator this run uses, refused by QEMU and quoted by preflight ...
+        ("preflight FAIL accelerator kvm: qemu-system-aarch64: -accel kvm: invalid accelerator kvm (used by this run)", "qemu-accel-unavailable"),
+        # ... and by crun's krun handler, libkrun's kvm-ioctls, QEMU's KVM and libkrun's GICv3
+        ("[libcrun:krun]: `/dev/kvm` unavailable", "kvm-unavailable"),
+        ("thread '<unnamed>' panicked at 'Error creating the Kvm object: Error(13)', src/vmm/src/linux/vstate.rs:445:30", "kvm-permission-denied"),
+        ("error: kvm run failed Bad address", "kvm-run-efault"),
+        ("qemu-system-aarch64: Initialization of device kvm-arm-gicv3 failed: error creating in-kernel VGIC: No such device", "kvm-gicv3-unavailable"),
+        ("[mvk-error] VK_ERROR_FEATURE_NOT_PRESENT: vkCreateDevice(): Requested physical device feature specified by the 5th flag in VkPhysicalDeviceFeatures is not available on this device.", "moltenvk-feature-missing"),
+        ("qemu-system-x86_64: -device virtio-vga,blob=on: need udmabuf or rutabaga for blob resources", "blob-needs-memfd"),
+        ("error: unexpected argument '--timesync' found", "vmm-flag-unknown"),
     ],
 )
 def test_neighbouring_failures(tmp_path, text, finding):
     (tmp_path / "paste.log").write_text(text + "\n")
     assert [f["id"] for f in diagnose.diagnose([tmp_path / "paste.log"])["findings"]] == [finding]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # an accelerator this run does not use, as an earlier preflight warned of it (the real line)
+        "preflight WARN accelerator kvm: qemu-system-aarch64: -accel kvm: invalid accelerator kvm",
+        # MoltenVK's warnings are not its errors (a real warning the maintainer calls harmless)
+        "[mvk-warn] VK_ERROR_FEATURE_NOT_PRESENT: Metal does not support disabling primitive restart.",
+        # a capset the guest program did not ask for
+        "[drm] features: -context_init",
+    ],
+)
+def test_lines_that_look_like_a_class_but_are_none(tmp_path, text):
+    (tmp_path / "paste.log").write_text(text + "\n")
+    assert diagnose.diagnose([tmp_path / "paste.log"])["findings"] == []
 
 
 def test_an_unknown_code_is_shown_never_called_no_known_failure(tmp_path):
@@ -272,6 +301,11 @@ NEW_FIELD_RULES = {
     "render-node-permission", "rutabaga-no-render-node", "vmm-capset-count-mismatch", "venus-capset-empty",
     "virtio-gpu-no-3d", "venus-device-creation-failed", "guest-wsi-surface-failed", "guest-initramfs-unreadable",
     "guest-init-missing", "guest-no-root", "guest-9p-no-channel", "vulkan-device-lost", "no-gl-display", "virtio-gpu-missing",
+    # issue #25
+    "kvm-run-efault", "map-blob-refused", "egl-extension-missing", "blob-needs-memfd", "vmm-flag-unknown",
+    "cross-domain-capset-missing", "moltenvk-feature-missing", "render-server-not-built", "qemu-accel-unavailable",
+    "qemu-device-missing", "vmm-capset-query-timeout", "qemu-smp-exceeds-machine-max", "kvm-gicv3-unavailable",
+    "qemu-jit-mprotect-denied",
 }
 
 
