@@ -267,6 +267,8 @@ def _command_diagnose(sub) -> None:
     p.add_argument("--guest-page-size", type=int, metavar="BYTES", help="the guest's page size, if the logs do not say")
     p.add_argument("--host-page-size", type=int, metavar="BYTES", help="the host's page size (HVF on Apple Silicon: 16384)")
     p.add_argument("--accel", choices=["hvf", "kvm", "tcg", "whpx"], help="the accelerator the logs come from")
+    p.add_argument("--gpu-options", metavar="OPTS",
+                   help="the virtio-gpu-gl device's options, if the logs do not say (e.g. venus=on,blob=on,hostmem=8M)")  # fmt: skip
 
 
 def _command_builds(sub) -> None:
@@ -635,8 +637,10 @@ def cmd_lock(args) -> int:
 def cmd_diagnose(args) -> int:
     from . import diagnose
 
+    if args.gpu_options is not None:
+        diagnose.check_gpu_options(args.gpu_options, "--gpu-options")
     ctx = diagnose.Context(
-        guest_page_size=args.guest_page_size, host_page_size=args.host_page_size, accel=args.accel
+        guest_page_size=args.guest_page_size, host_page_size=args.host_page_size, accel=args.accel, gpu_options=args.gpu_options
     )
     report = diagnose.diagnose(args.paths, ctx)
     print(json.dumps(report, indent=2) if args.json else diagnose.render(report))

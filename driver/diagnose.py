@@ -71,16 +71,29 @@ class Line:
 
 @dataclasses.dataclass
 class Context:
-    """What is known beside the logs: page sizes and the accelerator."""
+    """What is known beside the logs: page sizes, the accelerator, the GPU device's options, the host driver.
+
+    A run directory says it in result.json, fingerprint.json and environment.json; plain
+    logs may say it in a QEMU command line; the command line of diagnose can say it too.
+    """
 
     guest_page_size: int | None = None
     host_page_size: int | None = None
     required_page_size: int | None = None
     required_by: str | None = None
     accel: str | None = None
+    # The virtio-gpu-gl device's options as the run passed them ("venus=on,blob=on,hostmem=1G"),
+    # and what follows from them (complete()): the hostmem window in bytes, whether blobs are on.
+    gpu_options: str | None = None
+    hostmem: int | None = None
+    blob: bool | None = None
+    hostmem_default: str | None = None  # the profile's hostmem (what a run gets without --gpu-options)
+    host_driver: str | None = None  # the host's Vulkan driver (fingerprint.json components.host_vulkan)
 
     def complete(self) -> None:
-        """Derive what follows from the accelerator (Apple Silicon HVF: 16K host pages)."""
+        """Derive what follows: the GPU options' hostmem and blob; HVF's 16K host pages (Apple Silicon)."""
+        if self.gpu_options is not None:
+            self.hostmem, self.blob = _gpu_option_values(self.gpu_options)
         if self.accel == "hvf":
             if self.host_page_size is None:
                 self.host_page_size = 16384
@@ -139,6 +152,8 @@ def read_sources(paths: list[Path]) -> tuple[list[Line], Context]:
             if not files and not (path / "result.json").exists():
                 raise UsageError(f"{path}: not a venus-repro run directory (no logs or result.json in it)")
             _context_from_result(path / "result.json", ctx)
+            _context_from_fingerprint(path / "fingerprint.json", ctx)
+            _context_from_environment(path / "environment.json", ctx)
         elif not (stat.S_ISREG(mode := path.stat().st_mode) or stat.S_ISFIFO(mode)):
             raise UsageError(f"{path}: not a file or a pipe (a device or a socket): give diagnose a log file")
         else:
@@ -196,17 +211,25 @@ def _read_lines(path: Path, name: str) -> list[Line]:
 _BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines breaks lines at
 
 
-def _context_from_result(path: Path, ctx: Context) -> None:
-    """Page sizes from a run's result.json; a field that is not what venus-repro writes is not used."""
+def _run_json(path: Path) -> dict | None:
+    """A JSON object a run directory holds (its own plain file), or None: a run directory may come from anyone."""
     if not path.is_file() or path.is_symlink():
-        return
+        return None
     try:
         with open(path, "rb") as f:
-            result = json.loads(f.read(16 << 20))  # a result.json venus-repro writes is a few KiB
+            doc = json.loads(f.read(16 << 20))  # what venus-repro writes there is a few KiB
     except (OSError, ValueError, RecursionError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _context_from_result(path: Path, ctx: Context) -> None:
+    """Page sizes and the accelerator from a run's result.json; a field that is not what venus-repro writes is not used."""
+    result = _run_json(path)
+    if result is None:
         return
-    if not isinstance(result, dict):
-        return
+    if result.get("accel") in ("hvf", "kvm", "tcg", "whpx"):
+        ctx.accel = result["accel"]
     guest = result.get("guest")
     page = guest.get("page_size") if isinstance(guest, dict) else None
     if _page_size(page):
@@ -217,6 +240,89 @@ def _context_from_result(path: Path, ctx: Context) -> None:
         ctx.required_page_size, ctx.required_by = required, f"profile {profile if isinstance(profile, str) else '?'}"
 
 
+def _context_from_fingerprint(path: Path, ctx: Context) -> None:
+    """The GPU options QEMU was started with, the host's page size and Vulkan driver, from fingerprint.json."""
+    fp = _run_json(path)
+    if fp is None:
+        return
+    machine, host, components = (fp.get(k) if isinstance(fp.get(k), dict) else {} for k in ("machine", "host", "components"))
+    if _gpu_options(machine.get("gpu_options")):
+        ctx.gpu_options = machine["gpu_options"]
+    if _page_size(host.get("page_size")):
+        ctx.host_page_size = host["page_size"]
+    vulkan = components.get("host_vulkan")
+    if isinstance(vulkan, dict):
+        # lavapipe (the root's) or an override by its ICD's name; the host's own driver by its library's file name
+        name = vulkan.get("driver")
+        if name == "host":
+            name = next((v.rsplit("/", 1)[-1] for v in (vulkan.get("library"), vulkan.get("icd")) if isinstance(v, str)), None)
+        if isinstance(name, str) and _WORDS.fullmatch(name):
+            ctx.host_driver = name
+
+
+def _context_from_environment(path: Path, ctx: Context) -> None:
+    """From environment.json: the GPU options when fingerprint.json did not say (a run that stopped before it), the profile's hostmem."""
+    env = _run_json(path)
+    if env is None:
+        return
+    machine = env.get("machine") if isinstance(env.get("machine"), dict) else {}
+    profile = env.get("profile") if isinstance(env.get("profile"), dict) else {}
+    qemu = profile.get("qemu") if isinstance(profile.get("qemu"), dict) else {}
+    default = qemu.get("hostmem")
+    if isinstance(default, str) and _hostmem_bytes(default) is not None:
+        ctx.hostmem_default = default
+    if ctx.gpu_options is None:
+        if _gpu_options(machine.get("gpu_options")):
+            ctx.gpu_options = machine["gpu_options"]
+        elif machine.get("gpu_options") is None and ctx.hostmem_default is not None:
+            ctx.gpu_options = f"venus=on,blob=on,hostmem={ctx.hostmem_default}"  # what machine.StartCommand passes
+
+
+_WORDS = re.compile(r"[\w .,()/+:-]{1,200}")  # a name to show: no line breaks, no control characters
+_GPU_OPTIONS = re.compile(r"[\w=,.:-]{1,400}")
+
+
+def _gpu_options(value) -> bool:
+    """Whether ``value`` reads as virtio-gpu device options (key=value,…), not something else a file put there."""
+    return isinstance(value, str) and _GPU_OPTIONS.fullmatch(value) is not None
+
+
+# A QEMU size ("8M", "1G", "256m", "1.5G", "4096"): bytes, or a binary suffix (qemu_strtosz).
+_SIZE = re.compile(r"([0-9]{1,15})(?:\.([0-9]{1,6}))?([KMGTPE]?)(?:i?B)?", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50, "E": 1 << 60}
+
+
+def _hostmem_bytes(size: str) -> int | None:
+    m = _SIZE.fullmatch(size)
+    if not m:
+        return None
+    whole, frac, unit = m.groups()
+    value = (int(whole) * 10 ** len(frac or "") + int(frac or 0)) * _UNITS[unit.upper()] // 10 ** len(frac or "")
+    return value if value < 1 << 64 else None
+
+
+def _gpu_option_values(options: str) -> tuple[int | None, bool | None]:
+    """(hostmem in bytes, blob on) of virtio-gpu options; None where the options do not say."""
+    hostmem, blob = None, None
+    for part in options.split(",")[:64]:
+        key, _, value = part.partition("=")
+        if key == "hostmem":
+            hostmem = _hostmem_bytes(value)
+        elif key == "blob":
+            blob = {"on": True, "true": True, "yes": True, "off": False, "false": False, "no": False}.get(value.lower())
+    return hostmem, blob
+
+
+def check_gpu_options(options: str, where: str) -> None:
+    """``options`` as virtio-gpu options someone typed: one clear error line when they are not."""
+    if not _gpu_options(options):
+        raise UsageError(f"{where} {options!r}: not virtio-gpu options (key=value,… e.g. venus=on,blob=on,hostmem=1G)")
+    for part in options.split(","):
+        key, _, value = part.partition("=")
+        if key == "hostmem" and _hostmem_bytes(value) is None:
+            raise UsageError(f"{where}: hostmem={value} is not a size (bytes, or with K, M, G: 8M, 1G)")
+
+
 def _page_size(value) -> bool:
     """Whether ``value`` is a page size venus-repro knows (4K, 16K, 64K)."""
     return type(value) is int and value in (4096, 16384, 65536)
@@ -225,6 +331,8 @@ def _page_size(value) -> bool:
 _KERNEL_PAGE_SIZE = re.compile(r"KernelPageSize:\s+([0-9]{1,7}) kB")
 _PAGE_SIZE_KB = re.compile(r"page_size_kb=([0-9]{1,7})")
 _ACCEL = re.compile(r"-accel\s+(hvf|kvm|tcg|whpx)\b")
+# The GPU device's options on a QEMU command line (qemu-cmdline.txt, a pasted launch line, preflight's probe).
+_GPU_DEVICE = re.compile(r"virtio-(?:gpu|vga)[\w-]*,([\w=,.:-]{0,400}hostmem=[\w=,.:-]{1,400})")
 
 
 def _context_from_lines(lines: list[Line], ctx: Context) -> None:
@@ -234,6 +342,8 @@ def _context_from_lines(lines: list[Line], ctx: Context) -> None:
                 ctx.guest_page_size = int(m.group(1)) * 1024
         if ctx.accel is None and "-accel" in line.text and (m := _ACCEL.search(line.text)):
             ctx.accel = m.group(1)
+        if ctx.gpu_options is None and "hostmem=" in line.text and (m := _GPU_DEVICE.search(line.text)):
+            ctx.gpu_options = m.group(1)
 
 
 # --- codes ------------------------------------------------------------------------------
@@ -476,11 +586,67 @@ def _page_size_finding(rule: dict, ctx: Context) -> Finding | None:
     )
 
 
+# What Mesa's Venus maps into the hostmem window before a program maps anything of its own
+# (Mesa 25.0, src/virtio/vulkan/vn_instance.c): the instance's ring (vn_instance_init_ring: a
+# 128 KiB buffer plus its head, tail, status and extra fields: 131,268 bytes), its reply pool
+# (reply_shmem_pool, 1 MiB, at vkCreateInstance) and its command-stream pool (cs_shmem_pool,
+# 8 MiB, the first time a command buffer is recorded: vkBeginCommandBuffer). Each is a blob
+# resource mapped into the window (RESOURCE_MAP_BLOB); so are every fence and semaphore
+# feedback buffer and every HOST_VISIBLE allocation the program maps.
+VENUS_RING, VENUS_REPLY_POOL, VENUS_CS_POOL = 131_268, 1 << 20, 8 << 20
+VENUS_FLOOR = VENUS_RING + VENUS_REPLY_POOL + VENUS_CS_POOL
+# Below this a Vulkan memory error is put down to the window: above the floor, what is left is
+# the program's (a 1080p RGBA image alone is 8 MiB, and a command stream that outgrows 8 MiB
+# takes a 16 MiB pool beside the old one until its submissions retire). 256 MiB is the least
+# the fixes here recommend (venus-needs-blob-hostmem; UTM and krunkit users on macOS run more).
+HOSTMEM_ENOUGH = 256 << 20
+_FAILED_CALL = re.compile(r"@ (vk\w{2,60})|\"call\": \"(vk\w{2,60})\"|\b(vk[A-Z]\w{2,60}) failed")
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f}".rstrip("0").rstrip(".") + " MiB"
+
+
+def _hostmem_finding(rule: dict, index: _Index, ctx: Context) -> Finding | None:
+    """A Vulkan memory error in a run whose hostmem window cannot hold what Venus maps."""
+    size = ctx.hostmem
+    if size is None or size >= HOSTMEM_ENOUGH:
+        return None
+    hits: list[Line] = []
+    for group in rule["all"]:
+        found = index.matching(group)
+        if not found:
+            return None
+        hits += found
+    calls = list(dict.fromkeys(c for l in hits for m in _FAILED_CALL.finditer(l.text) for c in m.groups() if c))[:6]
+    ours = ctx.hostmem_default is not None and (_hostmem_bytes(ctx.hostmem_default) or 0) >= HOSTMEM_ENOUGH
+    default, why = (ctx.hostmem_default, "the profile's hostmem") if ours else ("1G", "venus-repro's default")
+    if size < VENUS_FLOOR:
+        verdict = (f"{_mib(size)} cannot hold even those {_mib(VENUS_FLOOR)}: no program that records a command "
+                   "buffer can run" + ("; not even the ring fits, so vkCreateInstance fails" if size < VENUS_RING else ""))
+    else:
+        verdict = f"{_mib(size)} leaves {_mib(size - VENUS_FLOOR)} for what the program maps"
+    fields = {
+        "hostmem": _mib(size), "floor": _mib(VENUS_FLOOR), "verdict": verdict, "raise_to": default, "raise_why": why,
+        "calls": ", ".join(calls) if calls else "Vulkan calls", "options": ctx.gpu_options or f"hostmem={_mib(size)}",
+        "threshold": _mib(HOSTMEM_ENOUGH),
+    }
+    evidence = [Line("context", 0, f"gpu options {fields['options']}: hostmem window {size:,} bytes ({_mib(size)})")]
+    return Finding(
+        rule["id"], _fold(rule["summary"].format(**fields)), _fold(rule["cause"].format(**fields)),
+        _fold(rule["fix"].format(**fields)), (evidence + list(dict.fromkeys(hits)))[:12], tuple(rule.get("sources", ())),
+    )  # fmt: skip
+
+
 def classify(index: _Index, ctx: Context) -> list[Finding]:
     findings: list[Finding] = []
     for rule in rules():
         if rule.get("computed") == "page-size":
             if f := _page_size_finding(rule, ctx):
+                findings.append(f)
+            continue
+        if rule.get("computed") == "hostmem":
+            if f := _hostmem_finding(rule, index, ctx):
                 findings.append(f)
             continue
         evidence: list[Line] = []

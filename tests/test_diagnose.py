@@ -416,3 +416,117 @@ def test_diagnosis_is_linear_in_its_input(tmp_path):
         "binary 10 MB": (cpu("binary", 10_000_000) / small["binary"], 100),
     }
     assert all(ratio <= 3 * size_ratio for ratio, size_ratio in ratios.values()), ratios
+
+
+# --- what the run knows: the GPU device's options -----------------------------------------
+
+HOSTMEM_RUN = FIXTURES / "hostmem-8m-run"
+
+
+def _run_copy(tmp_path, **changes) -> Path:
+    """The hostmem=8M run directory, with some of its JSON files changed (a key set to None is removed)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(HOSTMEM_RUN, run)
+    for name, edit in changes.items():
+        path = run / f"{name}.json"
+        if edit is None:
+            path.unlink()
+        else:
+            doc = json.loads(path.read_text())
+            edit(doc)
+            path.write_text(json.dumps(doc))
+    return run
+
+
+def test_a_small_hostmem_is_named_with_the_value_to_raise_it_to():
+    """The lines issue #25 quotes from a hostmem=8M run, and the run's fingerprint.json.
+
+    (A fixture: the VM test the lead adds to tests/test_vm.py proves it on a real hostmem=8M run.)
+    """
+    report = diagnose.diagnose([HOSTMEM_RUN])
+    (finding,) = report["findings"]
+    assert finding["id"] == "hostmem-too-small"
+    assert "hostmem window (8 MiB)" in finding["summary"]
+    assert "vkBeginCommandBuffer, vkCreateFence, vkMapMemory" in finding["summary"]
+    assert "8 MiB cannot hold even those 9.1 MiB" in finding["cause"]
+    assert "hostmem=1G" in finding["fix"] and "the profile's hostmem" in finding["fix"] and "at least 256M" in finding["fix"]
+    assert finding["evidence"][0]["text"] == "gpu options venus=on,blob=on,hostmem=8M: hostmem window 8,388,608 bytes (8 MiB)"
+    assert {e["source"] for e in finding["evidence"][1:]} == {"guest/test_tri.out", "guest/vkcube_anim.out", "guest/vkcube_zerocopy.out"}
+    ctx = report["context"]
+    assert (ctx["hostmem"], ctx["blob"], ctx["hostmem_default"], ctx["host_driver"]) == (8 << 20, True, "1G", "lavapipe")
+
+
+def test_the_page_size_still_wins_over_hostmem(tmp_path):
+    """A 4K guest on a 16K host (HVF): the blob cannot be mapped whatever the window's size."""
+
+    def four_k(doc):
+        doc["guest"]["page_size"], doc["accel"] = 4096, "hvf"
+
+    run = _run_copy(tmp_path, result=four_k)
+    ids = [f["id"] for f in diagnose.diagnose([run])["findings"]]
+    assert "wrong-kernel" in ids and "hostmem-too-small" not in ids
+
+
+@pytest.mark.parametrize(
+    "changes,expected",
+    [
+        # a window of the profile's size: the same errors are not put down to hostmem
+        ({"fingerprint": lambda d: d["machine"].update(gpu_options="venus=on,blob=on,hostmem=1G")}, []),
+        # a run that stopped before fingerprint.json: environment.json says it ...
+        ({"fingerprint": None}, ["hostmem-too-small"]),
+        # ... and a run without --gpu-options gets the profile's hostmem
+        ({"fingerprint": None, "environment": lambda d: d["machine"].update(gpu_options=None)}, []),
+        # nothing says the window's size: no guess
+        ({"fingerprint": None, "environment": None}, []),
+        # what a run directory's files hold is data: a value that is not options is not read
+        ({"fingerprint": lambda d: d["machine"].update(gpu_options="hostmem=8M\nVK err -1 @ x"), "environment": None}, []),
+        ({"fingerprint": lambda d: d.update(machine=["hostmem=8M"]), "environment": lambda d: d.update(machine="hostmem=8M", profile="1G")}, []),
+    ],
+)
+def test_hostmem_comes_from_what_the_run_recorded(tmp_path, changes, expected):
+    assert [f["id"] for f in diagnose.diagnose([_run_copy(tmp_path, **changes)])["findings"]] == expected
+
+
+def test_gpu_options_for_plain_logs(tmp_path):
+    """Plain logs: the GPU options from a QEMU command line in them, or from --gpu-options."""
+    logs = [str(p) for p in sorted((HOSTMEM_RUN / "guest").glob("*.out"))]
+    assert diagnose.diagnose([Path(p) for p in logs])["findings"] == []
+    proc = venus_repro("diagnose", "--json", "--gpu-options", "venus=on,blob=on,hostmem=64M", *logs)
+    (finding,) = json.loads(proc.stdout)["findings"]
+    assert finding["id"] == "hostmem-too-small" and "64 MiB leaves 54.9 MiB for what the program maps" in finding["cause"]
+    (tmp_path / "qemu-cmdline.txt").write_text(
+        "qemu-system-aarch64 -M virt -accel tcg -device virtio-gpu-gl-pci,venus=on,blob=on,hostmem=8M -display sdl,gl=on\n"
+    )
+    assert [f["id"] for f in diagnose.diagnose([tmp_path / "qemu-cmdline.txt", *map(Path, logs)])["findings"]] == ["hostmem-too-small"]
+    # the command line's word over the logs' (a run directory's files over both)
+    proc = venus_repro("diagnose", "--json", "--gpu-options", "venus=on,blob=on,hostmem=2G", str(tmp_path / "qemu-cmdline.txt"), *logs)
+    assert json.loads(proc.stdout)["findings"] == []
+
+
+@pytest.mark.parametrize(
+    "value,error",
+    [
+        ("hostmem=lots", "venus-repro: error: --gpu-options: hostmem=lots is not a size (bytes, or with K, M, G: 8M, 1G)"),
+        ("venus=on blob=on", "venus-repro: error: --gpu-options 'venus=on blob=on': not virtio-gpu options (key=value,… e.g. venus=on,blob=on,hostmem=1G)"),
+    ],
+)
+def test_bad_gpu_options_are_one_line(value, error):
+    proc = venus_repro("diagnose", "--gpu-options", value, str(FIXTURES / "nothing.log"))
+    assert proc.returncode == 2 and proc.stderr.strip() == error
+
+
+@pytest.mark.parametrize(
+    "options,hostmem,blob",
+    [
+        ("venus=on,blob=on,hostmem=8M", 8 << 20, True),
+        ("hostmem=1G,blob=off", 1 << 30, False),
+        ("venus=true,blob=true,hostmem=256m", 256 << 20, True),
+        ("hostmem=1.5G", 3 << 29, None),
+        ("hostmem=4096", 4096, None),
+        ("venus=on", None, None),
+    ],
+)
+def test_gpu_option_values(options, hostmem, blob):
+    assert diagnose._gpu_option_values(options) == (hostmem, blob)

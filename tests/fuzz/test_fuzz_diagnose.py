@@ -2,7 +2,8 @@
 
 Logs are built from the real ones (tests/fixtures/diagnose, tests/corpus/diagnose): their
 lines mutated, spliced, repeated, made long, with odd line breaks, NUL and non-UTF-8 bytes;
-run directories hold such logs and a result.json of any shape, and links.
+run directories hold such logs, a result.json, fingerprint.json and environment.json of
+any shape, and links.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from venus_repro import diagnose
 pytestmark = pytest.mark.fuzz
 
 TESTS = Path(__file__).parent.parent
-LOGS = sorted((TESTS / "fixtures" / "diagnose").glob("*")) + sorted((TESTS / "corpus" / "diagnose").glob("*.log"))
+LOGS = sorted(p for p in (TESTS / "fixtures" / "diagnose").rglob("*") if p.is_file()) + sorted((TESTS / "corpus" / "diagnose").glob("*.log"))
 LINES = sorted({l for p in LOGS for l in p.read_bytes().splitlines() if l.strip()})
 BREAKS = [b"\n", b"\r\n", b"\r", b"\x0b", b"\x0c", b"\x1c", "\u2028".encode(), b"\x85", b""]
 
@@ -52,22 +53,29 @@ def test_a_log_of_any_shape_is_diagnosed(data):
         _checked(report)
 
 
-RESULT = {"verdict": "fail", "profile": "debian-trixie", "required_page_size": 16384, "guest": {"page_size": 4096, "kernel_release": "6.12"}}
+RESULT = {"verdict": "fail", "profile": "debian-trixie", "required_page_size": 16384, "accel": "tcg", "guest": {"page_size": 4096, "kernel_release": "6.12"}}
+RUN_JSON = {name: json.loads((TESTS / "fixtures" / "diagnose" / "hostmem-8m-run" / f"{name}.json").read_text()) for name in ("fingerprint", "environment")}
+
+
+def _doc(doc: dict):
+    """A document of any shape grown from ``doc``: mutated as data, or as bytes, or absent."""
+    return st.one_of(mutated_doc(doc).map(lambda d: json.dumps(d).encode() if _jsonable(d) else b"{}"), mutated(json.dumps(doc).encode()), st.none())
 
 
 @given(
     st.dictionaries(st.sampled_from(list(diagnose.RUN_FILES) + ["guest/test_tri.out", "guest/x.err"]), logs, max_size=4),
-    st.one_of(mutated_doc(RESULT).map(lambda d: json.dumps(d).encode() if _jsonable(d) else b"{}"), mutated(json.dumps(RESULT).encode()), st.none()),
+    _doc(RESULT), _doc(RUN_JSON["fingerprint"]), _doc(RUN_JSON["environment"]),
     st.sampled_from([None, "console.log", "guest/dmesg.txt", "guest"]),
 )
-def test_a_run_directory_is_diagnosed_or_one_error_naming_the_link(files, result, link):
+def test_a_run_directory_is_diagnosed_or_one_error_naming_the_link(files, result, fingerprint, environment, link):
     with sandbox() as work:
         run = work / "run"
         (run / "guest").mkdir(parents=True)
         for rel, data in files.items():
             (run / rel).write_bytes(data)
-        if result is not None:
-            (run / "result.json").write_bytes(result)
+        for name, doc in (("result", result), ("fingerprint", fingerprint), ("environment", environment)):
+            if doc is not None:
+                (run / f"{name}.json").write_bytes(doc)
         if link:
             target = work.parent / "outside" / "sentinel"
             if (run / link).is_dir():
@@ -82,6 +90,9 @@ def test_a_run_directory_is_diagnosed_or_one_error_naming_the_link(files, result
             _checked(report)
             ctx = report["context"]
             assert ctx["guest_page_size"] in (None, 4096, 16384, 65536) and ctx["required_page_size"] in (None, 4096, 16384, 65536)
+            assert ctx["host_page_size"] in (None, 4096, 16384, 65536) and ctx["accel"] in (None, "hvf", "kvm", "tcg", "whpx")
+            assert ctx["hostmem"] is None or (type(ctx["hostmem"]) is int and 0 <= ctx["hostmem"] < 1 << 64)
+            assert all(v is None or (isinstance(v, str) and "\n" not in v) for v in (ctx["gpu_options"], ctx["host_driver"], ctx["hostmem_default"]))
 
 
 def _jsonable(doc) -> bool:
