@@ -23,7 +23,9 @@ from . import hostvulkan, sandbox
 from .machine import StartCommand
 from .provision import Components
 
-OK, WARN, FAIL = "ok", "warn", "fail"
+# INFO: something a reader should know that is nothing to fix (an accelerator that cannot apply
+# to this guest on this host); a run logs WARN and FAIL, and refuses to boot on FAIL.
+OK, INFO, WARN, FAIL = "ok", "info", "warn", "fail"
 
 
 @dataclasses.dataclass
@@ -44,6 +46,30 @@ def _accelerators() -> list[str]:
     if platform.system() == "Darwin":
         return ["hvf", "tcg"]
     return ["kvm", "tcg"]
+
+
+_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}  # as Debian names them
+
+
+def accelerator_cannot_apply(accel: str, guest_arch: str, system: str | None = None, machine: str | None = None) -> str | None:
+    """Why ``accel`` cannot run a ``guest_arch`` guest on this host (``system``, ``machine``: platform's), or None.
+
+    A hardware accelerator runs guests of the host's own architecture on its own OS only: KVM on
+    Linux, HVF on macOS, WHPX on Windows. TCG emulates any guest anywhere. No probe is needed
+    to know it, and nothing about it can be fixed on this host.
+    """
+    system = system or platform.system()
+    machine = machine or platform.machine()
+    home = {"kvm": ("Linux", "KVM"), "hvf": ("Darwin", "Hypervisor.framework (HVF)"), "whpx": ("Windows", "WHPX")}
+    if accel not in home:
+        return None
+    os_name, what = home[accel]
+    host = _ARCH.get(machine, machine)
+    if system != os_name:
+        return f"{what} exists only on {'macOS' if os_name == 'Darwin' else os_name} (this host runs {system})"
+    if host != guest_arch:
+        return f"{what} runs guests of the host's own architecture only ({guest_arch} guest, {host} host); TCG emulates it"
+    return None
 
 
 def host_page_size() -> int:
@@ -99,6 +125,11 @@ def qemu_checks(c: Components, start: StartCommand, accel: str) -> list[Check]:
         )
     )
     for a in _accelerators():
+        cannot = accelerator_cannot_apply(a, c.profile.guest_arch)
+        if cannot and a != accel:
+            # Not a choice here: said once, as information (not QEMU's "invalid accelerator", which diagnose reads as a failure).
+            checks.append(Check(f"accelerator {a}", INFO, f"not applicable: {cannot}"))
+            continue
         probe = start.probe(accel=a, device=False)
         usable = probe.returncode == 0
         why = (probe.stderr.strip().splitlines() or ["failed"])[-1]
@@ -108,7 +139,7 @@ def qemu_checks(c: Components, start: StartCommand, accel: str) -> list[Check]:
                 f"accelerator {a}",
                 status,
                 ("usable" if usable else why) + (" (used by this run)" if a == accel else ""),
-                "" if usable or a != accel else "choose an accelerator that works here",
+                "" if usable or a != accel else f"choose an accelerator that works here{f' ({cannot})' if cannot else ''}",
             )
         )
     probe = start.probe(accel=accel, device=True)

@@ -113,7 +113,7 @@ class ScenarioRef:
 @dataclasses.dataclass
 class PreflightCheck:
     name: str
-    status: str
+    status: str  # doctor's: ok, info, warn, fail
     detail: str
     fix: Optional[str] = None
 

@@ -208,6 +208,8 @@ def _preflight(opts: RunOptions, c, start: StartCommand, run_dir: Path, result: 
         for ch in pre:
             if ch.status == doctor.WARN or ch.status == doctor.FAIL:
                 log.warn(ch.line())
+            elif ch.status == doctor.INFO:
+                log.info(ch.line())  # nothing to fix (an accelerator that cannot apply here): said once, not warned of
     result.preflight = [PreflightCheck(ch.name, ch.status, ch.detail, ch.fix or None) for ch in pre]
     refused = [ch for ch in pre if ch.status == doctor.FAIL]
     if refused and not opts.no_preflight:
