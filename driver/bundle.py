@@ -47,7 +47,7 @@ def bundle(run_dir: Path, out: Path | None, profile: Profile, nix_manifest: Path
     return out
 
 
-def _pack(run_dir: Path, tmp: Path, profile: Profile, nix_manifest: Path | None) -> None:
+def _pack(run_dir: Path, tmp: Path, profile: Profile, nix_manifest: Path | None = None) -> None:
     with tarfile.open(tmp, "w:gz") as tar:
         for path in sorted(run_dir.rglob("*")):
             if path.is_file() and path.name not in SKIP and not path.is_symlink():
