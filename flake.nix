@@ -17,7 +17,12 @@
   };
 
   outputs =
-    { nixpkgs, qemu-fork, ... }:
+    {
+      self,
+      nixpkgs,
+      qemu-fork,
+      ...
+    }:
     let
       inherit (nixpkgs) lib;
       systems = [
@@ -33,6 +38,11 @@
             import ./nix {
               inherit nixpkgs system;
               qemuFork = qemu-fork;
+              # What a bundle of a nix-profile run says it came from (venus-repro bundle).
+              flake = {
+                lock = builtins.fromJSON (builtins.readFile ./flake.lock);
+                rev = self.rev or self.dirtyRev or "unknown";
+              };
             }
           )
         );

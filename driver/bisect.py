@@ -35,6 +35,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -494,7 +495,8 @@ def bisect(good: Endpoint, bad: Endpoint, steps: Scenario | None, tries: int, wo
             return memo[key]
 
         def run_candidate(chosen: list[Difference]) -> str:
-            counter[0] += 1
+            # A resumed bisect numbers on after every label it has recorded, so no two runs share one.
+            counter[0] = max(counter[0], *(_number(r["label"]) for r in (*b.runs, *(e for es in b.cache.values() for e in es)))) + 1
             try:
                 env = apply(good.env, bad.env, chosen, _fields_of(prov), work)
             except Untestable as exc:
@@ -524,6 +526,12 @@ def bisect(good: Endpoint, bad: Endpoint, steps: Scenario | None, tries: int, wo
     rows = [_culprit_row(d, good.env, bad.env) for d in culprit]
     reproducer = _reproducer(work, steps, good.env, bad.env, culprit, prov)
     return finish(FOUND, culprit=rows, packages=packages, reproducer=str(reproducer))
+
+
+def _number(label: str) -> int:
+    """The n of a "candidate-n" label (0 for the endpoints)."""
+    m = re.match(r"candidate-(\d+)", label)
+    return int(m.group(1)) if m else 0
 
 
 def _name(d: Difference) -> str:

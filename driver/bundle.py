@@ -33,20 +33,21 @@ SAFE_ENV = ("VKR_DEBUG", "VN_DEBUG", "VN_PERF", "MESA_DEBUG", "VK_LOADER_DEBUG",
             "LP_NUM_THREADS", "VKR_RING_WAKE_MS")  # fmt: skip
 
 
-def bundle(run_dir: Path, out: Path | None, profile: Profile) -> Path:
+def bundle(run_dir: Path, out: Path | None, profile: Profile, nix_manifest: Path | None = None) -> Path:
+    """Pack ``run_dir`` with ``profile`` and its lock (a nix-profile run: the guest's pins, and ``nix/``)."""
     if not (run_dir / "result.json").exists() or not (run_dir / "scenario.yaml").exists():
         raise UsageError(f"{run_dir}: not a venus-repro run directory (no result.json / scenario.yaml)")
     out = out or run_dir.with_suffix(".venus-bundle.tar.gz")
     tmp = out.with_name(out.name + ".part")
     try:
-        _pack(run_dir, tmp, profile)
+        _pack(run_dir, tmp, profile, nix_manifest)
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)  # a full disk or an interruption leaves no half archive
     return out
 
 
-def _pack(run_dir: Path, tmp: Path, profile: Profile) -> None:
+def _pack(run_dir: Path, tmp: Path, profile: Profile, nix_manifest: Path | None = None) -> None:
     with tarfile.open(tmp, "w:gz") as tar:
         for path in sorted(run_dir.rglob("*")):
             if path.is_file() and path.name not in SKIP and not path.is_symlink():
@@ -54,6 +55,10 @@ def _pack(run_dir: Path, tmp: Path, profile: Profile) -> None:
         _add_bytes(tar, f"profile/{profile.name}.yaml", _flattened(profile.path or PROFILES / f"{profile.name}.yaml"))
         tar.add(profile.lock_path, arcname=f"profile/{profile.lock_path.name}")
         manifest = {"format": 1, "profile": profile.name, "run": run_dir.name}
+        if nix_manifest is not None:
+            from . import nixbundle
+
+            manifest["nix"] = nixbundle.pack(tar, nix_manifest, profile, _add_bytes)
         _add_bytes(tar, "manifest.json", json.dumps(manifest).encode())
 
 
@@ -84,7 +89,7 @@ def unpack(path: Path, into: Path) -> tuple[Path, Path]:
     with archive.open_tar(path, gzip.open, "a venus-repro bundle", MAX_BYTES, MAX_MEMBERS) as (tar, members):
         for member in members:
             top = Path(member.name).parts[0] if archive.plain_name(member.name) else None
-            if top not in ("run", "profile", "manifest.json") or not (member.isfile() or member.isdir()):
+            if top not in ("run", "profile", "nix", "manifest.json") or not (member.isfile() or member.isdir()):
                 kind = "a link" if member.issym() or member.islnk() else "a device or fifo" if member.isdev() or member.isfifo() else "outside run/ and profile/"
                 raise UsageError(f"{path}: unsafe member {shown(member.name)!r} in bundle ({kind if top else 'not a plain relative name'})")
         tar.extractall(into, members=members, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
@@ -112,7 +117,14 @@ def _manifest(path: Path, file: Path) -> dict:
         raise UsageError(f"{path}: manifest.json: field 'profile' must name the bundled profile (a plain word)")
     if "run" in doc and not isinstance(doc["run"], str):
         raise UsageError(f"{path}: manifest.json: field 'run' must be the run directory's name")
+    if "nix" in doc and not (isinstance(doc["nix"], dict) and all(isinstance(v, (str, bool, type(None))) for v in doc["nix"].values())):
+        raise UsageError(f"{path}: manifest.json: field 'nix' must describe the nix-profile run (names and strings)")
     return doc
+
+
+def kind(path: Path, into: Path) -> dict | None:
+    """The bundle's nix part (manifest.json's ``nix``) when it is a nix-profile run's, after ``unpack``."""
+    return _manifest(path, into / "manifest.json").get("nix")
 
 
 def read(path: Path, into: Path, trust: bool = False) -> tuple[Path, Profile, "scenario.Scenario", Environment | None]:
@@ -134,7 +146,9 @@ def read(path: Path, into: Path, trust: bool = False) -> tuple[Path, Profile, "s
         sc = scenario.load(str(original / "scenario.yaml"), policy, policy)
         Lock.load(prof)  # the bundled lock: its shape and every pin checked here, not mid-provisioning
         env = None
-        if (original / ENVIRONMENT).is_file():
+        if _manifest(path, into / "manifest.json").get("nix") is not None:
+            pass  # a nix-profile run: its store paths are the sender's (replay decides what runs here)
+        elif (original / ENVIRONMENT).is_file():
             # Every pin the original ran with (pins are data: each .deb is checked by its sha256).
             env = Environment.load(original / ENVIRONMENT)
             # The pins are the recorded ones; how QEMU is started is what the scenario says.
@@ -146,20 +160,39 @@ def read(path: Path, into: Path, trust: bool = False) -> tuple[Path, Profile, "s
     return original, prof, sc, env
 
 
-def replay(path: Path, run_dir: Path | None, trust: bool = False) -> tuple[dict, dict, Path]:
-    """Run a bundle's scenario with its pins (see ``read``); returns (new result, comparison, original dir)."""
-    from . import compare
+def replay(path: Path, run_dir: Path | None, trust: bool = False, nix_manifest: Path | None = None) -> tuple[dict, dict, Path, dict]:
+    """Run a bundle's scenario with its pins (see ``read``); returns (new result, comparison, original dir, notes).
+
+    A nix-profile run's bundle replays on the nix profile with ``nix_manifest``
+    (notes: which store paths differ) or, by default, on the bundled Debian
+    profile: the same guest pins on this host's stack (notes: what that leaves out).
+    """
+    from . import compare, nixbundle
     from .run import RunOptions, new_run_dir, run
 
     keep = Path(tempfile.mkdtemp(prefix="venus-repro-replay-"))
     try:
         original, prof, sc, env = read(path, keep, trust)
+        nix = kind(path, keep)
+        notes: dict = {}
+        if nix is None and nix_manifest is not None:
+            raise UsageError(f"{path}: a Debian-profile run's bundle replays with its own pins: --manifest is for a nix-profile run's")
+        if nix is not None and nix_manifest is not None:
+            from .provision import manifest
+
+            prof = manifest.profile(nix_manifest)
+            env = Environment(prof, machine=sc.machine)
+            notes["store_paths"] = nixbundle.store_path_differences(keep, nix_manifest)
+        elif nix is not None:
+            sc = dataclasses.replace(sc, profile=prof.name)
+            notes["left_out"] = nixbundle.left_out(keep, nix)
+        nixbundle.describe(notes)
     except BaseException:
         shutil.rmtree(keep, ignore_errors=True)  # nothing of a bundle that could not be read stays behind
         raise
     log.info(f"replaying scenario {sc.name} from {path} (original run: {original})")
     result = run(RunOptions(sc, prof, run_dir=run_dir or new_run_dir(None, prof), environment=env))
-    return result, compare.compare(original, Path(result.run_dir)), original
+    return result, compare.compare(original, Path(result.run_dir)), original, notes
 
 
 def trusted_part(sc, env):

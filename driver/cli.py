@@ -220,6 +220,8 @@ def _command_bisect(sub) -> None:
 def _command_replay(sub) -> None:
     p = sub.add_parser("replay", help="run a bundle's scenario with its pins here and compare with the original")
     p.add_argument("bundle", type=Path, metavar="BUNDLE")
+    p.add_argument("--profile", choices=["nix"], help="a nix-profile run's bundle: replay it on the nix profile (with --manifest)")
+    _add_manifest(p)
     p.add_argument("--run-dir", type=Path, help="where to write the new run")
     p.add_argument("--json", action="store_true", help="print {result, comparison} as JSON")
     p.add_argument(
@@ -447,11 +449,14 @@ def cmd_bundle(args) -> int:
 
     _, result = load_run(args.run_dir)
     if result.profile == profile.NIX:
-        raise VenusReproError(
-            "bundle packs the Debian profile's lock; a nix-profile run is reproduced from the same "
-            "flake.lock (`nix run .#alpine-venus`); its fingerprint.json names every store path"
-        )
-    out = bundle.bundle(args.run_dir, args.output, profile.load(result.profile or "debian-trixie"))
+        from . import nixbundle
+        from .environment import Environment
+
+        # The manifest the run used (its environment names it), and the Debian profile the guest is packed from.
+        used = Environment.load(args.run_dir / "environment.json").profile.manifest
+        out = bundle.bundle(args.run_dir, args.output, profile.load(nixbundle.guest_profile_for(used)), nix_manifest=used)
+    else:
+        out = bundle.bundle(args.run_dir, args.output, profile.load(result.profile or "debian-trixie"))
     print(f"{out} ({out.stat().st_size / 1024:.0f} KiB)")
     return 0
 
@@ -492,15 +497,23 @@ def cmd_replay(args) -> int:
     from . import bundle, compare
     from .report import render
 
-    result, comparison, original = bundle.replay(args.bundle, args.run_dir, trust=args.trust_bundle)
+    if args.profile not in (None, profile.NIX):
+        raise VenusReproError("replay runs on the bundle's own profile, or --profile nix --manifest FILE for a nix-profile run's bundle")
+    if (args.profile == profile.NIX) != (args.manifest is not None):
+        raise VenusReproError("--profile nix and --manifest FILE go together")
+    result, comparison, original, notes = bundle.replay(args.bundle, args.run_dir, trust=args.trust_bundle, nix_manifest=args.manifest)
     _, first = compare.load_run(original)
     reproduced = result.verdict == first.verdict
     if args.json:
-        print(json.dumps({"reproduced": reproduced, "result": result.to_json(), "comparison": comparison}, indent=2))
+        print(json.dumps({"reproduced": reproduced, "result": result.to_json(), "comparison": comparison, **notes}, indent=2))
     else:
         print(render(result))
         print()
         print(compare.render(comparison))
+        for line in notes.get("left_out", []):
+            print(f"left out here: {line}")
+        for d in notes.get("store_paths", []):
+            print(f"store path differs: {d['what']}: bundle {d['bundle']}, here {d['here']}")
         print(f"\n{'reproduced' if reproduced else 'NOT reproduced'}: original verdict {first.verdict}, this run {result.verdict}")
     return 0 if reproduced else 1
 

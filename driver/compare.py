@@ -36,7 +36,8 @@ def load_run(path: Path) -> tuple[dict, RunResult]:
 
 
 # Fingerprint entries beside the registry's components, and the side of the stack each is on.
-_SIDES = {"initramfs": "guest", "ring_wake": "host"}
+# The initramfs holds the guest's components and the demos: apart, it is the test harness's.
+_SIDES = {"initramfs": "harness", "ring_wake": "host"}
 
 
 def side(key: str) -> str | None:
@@ -49,7 +50,7 @@ def side(key: str) -> str | None:
     if parts[1] in registry.BY_NAME:
         return registry.BY_NAME[parts[1]].side
     if parts[1] == "demos":
-        return parts[2] if len(parts) > 2 and parts[2] in ("host", "guest") else None
+        return "harness"
     return _SIDES.get(parts[1])
 
 
@@ -75,11 +76,16 @@ def compare(a_dir: Path, b_dir: Path) -> dict:
     fa, ra = load_run(a_dir)
     fb, rb = load_run(b_dir)
     a, b = flatten({k: v for k, v in fa.items() if k != "sha256"}), flatten({k: v for k, v in fb.items() if k != "sha256"})
-    diffs = [
-        {"what": key, "a": a.get(key), "b": b.get(key)}
-        for key in sorted(set(a) | set(b), key=lambda k: (_rank(k), k))
-        if a.get(key) != b.get(key)
-    ]
+    same = same_by_content(fa.get("components") or {}, fb.get("components") or {})
+    diffs, provenance = [], []
+    for key in sorted(set(a) | set(b), key=lambda k: (_rank(k), k)):
+        if a.get(key) == b.get(key):
+            continue
+        parts = key.split(".")
+        entry = {"what": key, "a": a.get(key), "b": b.get(key)}
+        # The same component by its bytes (or pins), named or sourced otherwise: a profile's
+        # paths and provenance are not a difference (a Mac run against a Linux run, by role).
+        (provenance if parts[0] == "components" and len(parts) > 2 and parts[1] in same else diffs).append(entry)
     outcomes = []
     if ra.verdict != rb.verdict:
         outcomes.append({"what": "verdict", "a": ra.verdict, "b": rb.verdict})
@@ -102,17 +108,35 @@ def compare(a_dir: Path, b_dir: Path) -> dict:
     for d in diffs:
         d["suspect"] = verdict_changed and d in component_diffs
         d["side"] = side(d["what"])
-    sides = sorted({d["side"] for d in component_diffs if d["side"]})
+    sides = sorted({d["side"] for d in component_diffs if d["side"] in ("host", "guest")})
+    harness = [d for d in component_diffs if d["side"] == "harness"]
     if not component_diffs:
         summary = "no component differences"
     else:
-        where = {("guest",): "guest components", ("host",): "host components", ("guest", "host"): "host and guest components"}.get(tuple(sides), "the environment")
+        where = {("guest",): "guest components", ("host",): "host components", ("guest", "host"): "host and guest components"}.get(tuple(sides), "the test harness only" if harness else "the environment")
+        if harness and sides:
+            where += " (and the test harness: the guest's demos and initramfs)"
         summary = f"{len(component_diffs)} component difference(s), in the {where}" + (
             f"; the verdict changed ({ra.verdict} → {rb.verdict}): suspect {component_diffs[0]['what']} first"
             if verdict_changed
             else ""
         )
-    return {"a": str(a_dir), "b": str(b_dir), "summary": summary, "sides": sides, "differences": diffs, "outcomes": outcomes}
+    return {"a": str(a_dir), "b": str(b_dir), "summary": summary, "sides": sides, "differences": diffs, "outcomes": outcomes,
+            "same_by_content": sorted(same), "provenance": provenance}  # fmt: skip
+
+
+def same_by_content(ca: dict, cb: dict) -> set[str]:
+    """The components that are the same on both sides by what identifies their content (their sha256s and
+    pins), whatever paths or sources name them; a component without such an identity on both sides is not."""
+    out = set()
+    for name in set(ca) & set(cb):
+        x, y = ca[name], cb[name]
+        if not (isinstance(x, dict) and isinstance(y, dict)):
+            continue
+        keys = {k for k in set(x) & set(y) if k.endswith("sha256") and x[k] and y[k]}
+        if keys and all(x[k] == y[k] for k in keys):
+            out.add(name)
+    return out
 
 
 def _short(value: object) -> str:

@@ -131,14 +131,22 @@ def fingerprint(c: Components, start: StartCommand, cache_dir: Path, scenario=No
     """Every registry component's identity (its source, version, files), the machine, the host, the scenario."""
     cache = HashCache(cache_dir / "hash-cache.json")
     files = _files(c, start, cache)
+    layers = {k: list(v) for k, v in env.layers} if env is not None and env.layers is not None else None
+    if layers is None and c.profile.manifest is not None:
+        from . import nixbundle
+        from .provision import manifest
+
+        layers = nixbundle.guest_layers(manifest.read(c.profile.manifest))  # the flake's guest: the lock's pins
     entries = {}
     for spec in registry.COMPONENTS:
         kind, detail = c.origins.get(spec.name, ("profile", None))
         entry = {"source": kind, **({"detail": detail} if detail else {}), "version": c.versions.get(spec.name, "?")}
         if spec.name in start.overrides or any(p.key in start.overrides for p in spec.parts):
             entry["version"] = "override"
-        if env is not None and env.layers is not None and spec.layer:
-            pins = env.component_pins(spec)
+        if layers is not None and spec.layer in layers:
+            from .environment import pins_of
+
+            pins = pins_of(spec, layers[spec.layer])
             entry["pins_sha256"] = set_digest(pins) if pins else None
         if spec.name in c.builds:
             entry["build"] = c.builds[spec.name]

@@ -7,6 +7,8 @@
   # The user's QEMU fork (pannous/qemu), a source tree: the flake's `qemu-fork`
   # input. Only darwin's QEMU is built from it (nix/qemu.nix says why).
   qemuFork ? null,
+  # The flake's lock and revision (flake.nix), recorded in the manifest; null outside the flake.
+  flake ? null,
 }:
 let
   pkgs = import nixpkgs { inherit system; };
@@ -77,6 +79,7 @@ let
       vulkanIcd
       eglVendor
       ring-wake
+      flake
       ;
     inherit (pkgs) vulkan-tools;
   };

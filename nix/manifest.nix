@@ -12,6 +12,7 @@
   eglVendor,
   vulkan-tools,
   ring-wake,
+  flake ? null,
 }:
 let
   isDarwin = stdenv.hostPlatform.isDarwin;
@@ -44,6 +45,14 @@ writeTextDir "manifest.json" (
     smp = if isDarwin then 4 else 2;
     host_demos = if host-demos == null then null else "${host-demos}/bin";
     ring_wake = if ring-wake == null then null else "${ring-wake}/lib/vkr_ring_wake.so";
+    # Where the components came from, for a bundle of a run (venus-repro bundle): the
+    # flake's lock and revision, and the guest's pins (the Debian lock the guest is packed from).
+    flake = flake;
+    guest_pins = {
+      lock = "debian-trixie.lock.json";
+      lock_sha256 = builtins.hashFile "sha256" ../driver/data/pins/debian-trixie.lock.json;
+      kernel_flavour = guest.kernelFlavour;
+    };
     versions = {
       qemu = qemu.version;
       virglrenderer = virglrenderer.version;

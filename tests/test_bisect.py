@@ -164,7 +164,9 @@ def test_bisect_between_two_nix_manifests_names_the_field_that_breaks(provisione
         proc = venus_repro("run", "--profile", "nix", "--manifest", str(tmp_path / f"{name}.json"), "--demo", "test_tri",
                            "--frames", "20", "--run-dir", str(runs[name]))  # fmt: skip
         assert proc.returncode == (0 if name == "good" else 1), proc.stderr[-2000:]
-    proc, report = _bisect(str(runs["good"]), str(runs["bad"]), "--run-dir", str(tmp_path / "b"))
+    # BAD as a bundle of the nix-profile run (what the user sends from the Mac).
+    venus_repro("bundle", str(runs["bad"]), "-o", str(tmp_path / "bad.tar.gz"), check=True)
+    proc, report = _bisect(str(runs["good"]), str(tmp_path / "bad.tar.gz"), "--run-dir", str(tmp_path / "b"))
     assert proc.returncode == 0 and report["outcome"] == "found", (report, proc.stderr[-2000:])
     assert {d["what"] for d in report["differences"]} == {"manifest:hostmem", "manifest:smp"}
     assert [c["what"] for c in report["culprit"]] == ["manifest:hostmem"] and "8M" in report["culprit"][0]["bad"]

@@ -88,7 +88,8 @@ def test_the_venus_icd_needs_only_libraries_the_guest_has(mesa_trixie):
     proc = sandbox.run(_mesa_root(), ["aarch64-linux-gnu-readelf", "-d", str(lib)], binds=[lib.parent])
     needed = set(re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", proc.stdout))
     assert "libdrm.so.2" in needed and not any("GL" in n or "LLVM" in n for n in needed), needed
-    guest = Provisioner(profile.load("debian-trixie")).guest_root()
+    prov = Provisioner(profile.load("debian-trixie"))
+    guest = prov.guest_root(prov.lock.pins("guest-arm64"))
     missing = [n for n in needed if not (guest / "usr/lib/aarch64-linux-gnu" / n).exists()]
     assert not missing, missing
 

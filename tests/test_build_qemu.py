@@ -34,7 +34,8 @@ def qemu_trixie(qemu_tarball) -> dict:
 
 def _in_host_root(build: dict, *args: str, **kw) -> subprocess.CompletedProcess:
     """The built QEMU run inside the profile's host root (its libraries: the same suite's)."""
-    root = Provisioner(profile.load("debian-trixie")).host_root(host_debian_arch())
+    prov = Provisioner(profile.load("debian-trixie"))
+    root = prov.host_root(prov.lock.pins(f"host-{host_debian_arch()}"))
     return sandbox.run(root, [build["binary"], *args], binds=[Path(build["folder"])], timeout=60, **kw)
 
 
@@ -63,7 +64,8 @@ def test_the_built_qemu_realizes_venus_with_a_gl_display(qemu_trixie):
     """
     args = ["-M", "virt", "-accel", "tcg", "-cpu", "max", "-nodefaults", "-S", "-monitor", "stdio", "-serial", "none",
             "-nic", "none", "-device", "virtio-gpu-gl-pci,venus=on,blob=on,hostmem=64M", "-display", "sdl,gl=on"]  # fmt: skip
-    root = Provisioner(profile.load("debian-trixie")).host_root(host_debian_arch())
+    prov = Provisioner(profile.load("debian-trixie"))
+    root = prov.host_root(prov.lock.pins(f"host-{host_debian_arch()}"))
     cmd = sandbox.command(root, [qemu_trixie["binary"], *args], binds=[Path(qemu_trixie["folder"])], env={"SDL_VIDEODRIVER": "offscreen"})
     proc = subprocess.run(cmd, input="quit\n", capture_output=True, text=True, timeout=60, preexec_fn=sandbox.die_with_parent)
     assert proc.returncode == 0, proc.stderr[-2000:]

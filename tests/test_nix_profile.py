@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from venus_repro.profile import PINS
+
 from conftest import demos, venus_repro
 from venus_repro import sandbox
 from venus_repro.machine import StartCommand
@@ -159,6 +161,9 @@ def debian_manifest(provisioned: dict) -> dict:
         "host_demos": str(Path(provisioned["demos"]) / "host"),
         "ring_wake": provisioned["ring_wake"],
         "versions": {"qemu": "from-manifest", "virglrenderer": "from-manifest"},
+        # As nix/manifest.nix writes it: the guest is packed from this lock.
+        "guest_pins": {"lock": "debian-trixie.lock.json", "lock_sha256": hashlib.sha256((PINS / "debian-trixie.lock.json").read_bytes()).hexdigest(),
+                       "kernel_flavour": "16k"},  # fmt: skip
     }
 
 
@@ -183,3 +188,64 @@ def test_a_run_from_a_manifest(provisioned, tmp_path, no_leftovers):
     assert fp["components"]["host_vulkan"]["library_sha256"]  # found through the ICD's library_path
     assert "vkr_ring_wake active" in (run_dir / "render-server.log").read_text()
     assert "__EGL_VENDOR_LIBRARY_FILENAMES=/usr/share/glvnd/egl_vendor.d/50_mesa.json" in (run_dir / "qemu-cmdline.txt").read_text()
+
+
+@pytest.fixture
+def nix_run(provisioned, tmp_path) -> tuple[Path, Path]:
+    """A real nix-profile run: a manifest naming the Debian profile's components, as above."""
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(debian_manifest(provisioned)))
+    run_dir = tmp_path / "mac-like-run"
+    proc = venus_repro("run", "--profile", "nix", "--manifest", str(path), "--run-dir", str(run_dir))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return path, run_dir
+
+
+@pytest.mark.vm
+def test_a_nix_profile_run_is_bundled_and_replays_on_both_profiles(nix_run, tmp_path, no_leftovers):
+    import tarfile
+
+    path, run_dir = nix_run
+    proc = venus_repro("bundle", str(run_dir), "-o", str(tmp_path / "mac.tar.gz"))
+    assert proc.returncode == 0, proc.stderr
+    with tarfile.open(tmp_path / "mac.tar.gz") as t:
+        names = set(t.getnames())
+        bundled = json.loads(t.extractfile("manifest.json").read())
+        stores = json.loads(t.extractfile("nix/store-paths.json").read())
+    assert {"nix/manifest.json", "nix/store-paths.json", "profile/debian-trixie.yaml", "profile/debian-trixie.lock.json",
+            "run/result.json", "run/fingerprint.json", "run/scenario.yaml", "run/environment.json"} <= names  # fmt: skip
+    assert bundled["nix"]["guest_pins_match"] is True and bundled["profile"] == "debian-trixie"
+    assert stores["qemu"]["path"] == "/usr/bin/qemu-system-aarch64" and len(stores["kernel"]["sha256"]) == 64
+    # On the Debian profile (a Linux machine without Nix): the same guest pins on this host's stack.
+    proc = venus_repro("replay", "--json", str(tmp_path / "mac.tar.gz"), "--run-dir", str(tmp_path / "on-debian"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert out["reproduced"] and out["result"]["profile"] == "debian-trixie" and "left_out" in out
+    comparison = out["comparison"]
+    assert "guest" not in comparison["sides"], comparison["summary"]
+    assert {"guest_kernel", "guest_mesa", "guest_base"} <= set(comparison["same_by_content"])
+    # On the nix profile with the same manifest: no store path differs.
+    proc = venus_repro("replay", "--json", str(tmp_path / "mac.tar.gz"), "--profile", "nix", "--manifest", str(path), "--run-dir", str(tmp_path / "on-nix"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert out["reproduced"] and out["store_paths"] == [] and out["comparison"]["summary"] == "no component differences"
+    # A bundle of a Debian-profile run takes no manifest: one clear error.
+    proc = venus_repro("replay", str(tmp_path / "mac.tar.gz"), "--manifest", str(path))
+    assert proc.returncode == 2 and "--profile nix and --manifest FILE go together" in proc.stderr
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.vm
+def test_a_mac_run_lines_up_by_role_with_a_linux_run(nix_run, tmp_path):
+    """The darwin run (its fields from the flake's aarch64-darwin manifest): the host differs, the guest is the same."""
+    _, run_dir = nix_run
+    proc = venus_repro("compare", "--json", str(FIXTURES / "darwin-run"), str(run_dir))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["sides"] == ["host"] and "in the host components" in report["summary"], report["summary"]
+    assert {"guest_kernel", "guest_mesa", "guest_base"} <= set(report["same_by_content"])
+    host = {d["what"].split(".")[1] for d in report["differences"] if d["side"] == "host"}
+    assert {"qemu", "virglrenderer", "host_vulkan"} <= host
+    assert report["differences"][0]["suspect"]  # the verdict changed: fail on the Mac, pass here

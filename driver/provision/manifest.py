@@ -71,8 +71,15 @@ def validate(doc, where: str) -> None:
     if doc.get("system") is not None and not isinstance(doc["system"], str):
         raise UsageError(f"{where}: field 'system' must be a Nix system name such as x86_64-linux")
     versions = doc.get("versions")
-    if versions is not None and not (isinstance(versions, dict) and all(isinstance(v, str) for v in versions.values())):
+    # nix/manifest.nix writes strings, and one flag (fd_fallback_patch: true/false).
+    if versions is not None and not (isinstance(versions, dict) and all(isinstance(v, (str, bool)) for v in versions.values())):
         raise UsageError(f"{where}: field 'versions' must map components to version strings")
+    flake = doc.get("flake")
+    if flake is not None and not (isinstance(flake, dict) and isinstance(flake.get("rev"), str) and isinstance(flake.get("lock"), dict)):
+        raise UsageError(f"{where}: field 'flake' must be {{lock: the flake.lock, rev: the flake's revision}}")
+    pins = doc.get("guest_pins")
+    if pins is not None and not (isinstance(pins, dict) and all(isinstance(v, str) for v in pins.values())):
+        raise UsageError(f"{where}: field 'guest_pins' must map names to strings (the guest's lock and its sha256)")
 
 
 def read(path: Path) -> dict:
@@ -154,7 +161,7 @@ def components(profile: Profile, kernel_flavour: str | None = None, kernel_image
             f"{profile.manifest}: kernel {doc['kernel']} has {(image.page_size or 0) // 1024}K pages, "
             f"but the manifest promises {doc['page_size'] // 1024}K: rebuild .#manifest"
         )
-    versions = {_VERSION_KEYS.get(str(k), str(k)): str(v) for k, v in (doc.get("versions") or {}).items()}
+    versions = {_VERSION_KEYS.get(str(k), str(k)): str(v) for k, v in (doc.get("versions") or {}).items() if isinstance(v, str)}
     for c in registry.COMPONENTS:
         versions.setdefault(c.name, "?")
     return Components(

@@ -51,4 +51,4 @@ def test_a_manifest_is_a_checked_mapping_or_one_error_naming_it(data):
             assert doc["format"] == 1 and doc["accel"] in ("hvf", "kvm", "tcg") and doc["page_size"] in (4096, 16384, 65536)
             assert all(isinstance(doc[k], str) for k in ("qemu", "render_server", "vulkan_icd", "kernel", "initramfs"))
             versions = doc.get("versions") or {}
-            assert isinstance(versions, dict) and all(isinstance(v, str) for v in versions.values())
+            assert isinstance(versions, dict) and all(isinstance(v, (str, bool)) for v in versions.values())  # nix/manifest.nix writes one flag
