@@ -53,6 +53,11 @@ def test_bisect_names_the_difference_that_breaks_the_run_and_proves_it(provision
     assert any(r["verdict"] == "pass" and "component:guest_mesa" in r["applied"] and "machine.gpu_options" not in r["applied"] for r in runs)
     for r in runs:
         assert Path(r["run_dir"], "result.json").is_file(), r
+    # diagnose reads the BAD run's own record (its GPU options) and names the 8M window as the cause.
+    diag = venus_repro("diagnose", "--json", runs[0]["run_dir"])
+    findings = json.loads(diag.stdout)["findings"]
+    assert "hostmem-too-small" in [f["id"] for f in findings], findings
+    assert "hostmem" in next(f for f in findings if f["id"] == "hostmem-too-small")["fix"], findings
     assert report["signature"].startswith("test_tri: runs in the guest")
     assert len(runs) <= 8, [r['applied'] for r in runs]
     # The reproducer: the environment that fails, beside the one that passes.
