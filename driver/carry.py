@@ -35,8 +35,8 @@ from .errors import UsageError, shown
 from .provision import Components
 
 FORMAT = 1
-# Programs the runtime root keeps (paths inside it); the GPU render server is added.
-PROGRAMS = ("usr/bin/qemu-system-aarch64", "usr/bin/vulkaninfo", "usr/bin/sh", "usr/bin/env",
+# Programs the runtime root keeps (paths inside it); the guest architecture's QEMU and the GPU render server are added.
+PROGRAMS = ("usr/bin/vulkaninfo", "usr/bin/sh", "usr/bin/env",
             "usr/bin/mkdir", "usr/bin/cp", "usr/bin/cat")  # the last three: program steps' scripts (differential checks)
 # QEMU modules a Venus run loads: the virtio-gpu devices, the SDL/EGL displays and their GL glue.
 QEMU_MODULES = ("hw-display-virtio-gpu*.so", "ui-sdl.so", "ui-opengl.so", "ui-egl-headless.so")
@@ -105,7 +105,7 @@ def pack(c: Components, out: Path) -> dict:
     already holds the virglrenderer a host GPU driver runs with.
     """
     root = c.host_root
-    starts = [root / p for p in (*PROGRAMS, RENDER_SERVER)] + [root / p for p in INTERPRETERS if (root / p).exists()]
+    starts = [root / p for p in (c.qemu.lstrip("/"), *PROGRAMS, RENDER_SERVER)] + [root / p for p in INTERPRETERS if (root / p).exists()]
     starts += [p for pattern in QEMU_MODULES for p in sorted(root.glob(f"usr/lib/*/qemu/{pattern}"))]
     dirs = hostvulkan.library_dirs(root)
     for name in DLOPENED:
@@ -128,7 +128,7 @@ def pack(c: Components, out: Path) -> dict:
     manifest = {
         "format": 1,
         "root": "@CARRY@/root",
-        "qemu": "/usr/bin/qemu-system-aarch64",
+        "qemu": c.qemu,
         "render_server": f"/{RENDER_SERVER}",
         "virglrenderer": f"/{lib.relative_to(root)}",
         "vulkaninfo": "/usr/bin/vulkaninfo",
@@ -140,7 +140,9 @@ def pack(c: Components, out: Path) -> dict:
         "host_demos": "@CARRY@/demos" if demos else None,
         "ring_wake": f"@CARRY@/shim/{c.ring_wake.name}" if c.ring_wake else None,
         "page_size": c.kernel.page_size,
-        "accel": "tcg",
+        # The GPU machine decides: KVM where it can run this guest (an amd64 guest on an x86 host), else TCG.
+        "accel": "auto",
+        "guest_arch": c.profile.guest_arch,
         # A GPU machine has cores to spare: QEMU's multi-threaded TCG gives the guest's
         # demo and Venus's ring their own vCPUs (GPU.md measured with 4).
         "smp": 4,

@@ -145,8 +145,8 @@ def compile_script(cc: str, out: Path, shaders_dir: Path, vulkan: str = "-lvulka
     return lines
 
 
-def build(host_root: Path, guest_root: Path, guest_libdir: str, out: Path) -> None:
-    """Build every demo into ``out/host`` and ``out/guest`` inside the host root."""
+def build(host_root: Path, guest_root: Path, guest_gnu: str, out: Path) -> None:
+    """Build every demo into ``out/host`` and ``out/guest`` (for the guest's ``guest_gnu`` triplet) inside the host root."""
     src = demos_dir()
     work = out / "shaders"
     for d in ("host", "guest", "shaders"):
@@ -155,9 +155,11 @@ def build(host_root: Path, guest_root: Path, guest_libdir: str, out: Path) -> No
         "set -e",
         *shader_script(work),
         *compile_script("gcc", out / "host", work),
-        # The guest binary links against the guest's libvulkan.so.1 (there is no
-        # arm64 -dev package in the host root; the soname is all the linker needs).
-        *compile_script("aarch64-linux-gnu-gcc", out / "guest", work, f"{guest_root}/{guest_libdir}/libvulkan.so.1"),
+        # The guest binary links against the guest's libvulkan.so.1 (there is no -dev
+        # package of the guest's architecture in the host root; the soname is all the
+        # linker needs). <triplet>-gcc: the cross compiler, or on a host of the guest's
+        # own architecture Debian's native one by that name.
+        *compile_script(f"{guest_gnu}-gcc", out / "guest", work, f"{guest_root}/usr/lib/{guest_gnu}/libvulkan.so.1"),
     ]
     binaries = sorted({d.binary for d in catalogue().values()})
     proc = sandbox.run(

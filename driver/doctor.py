@@ -21,6 +21,7 @@ from pathlib import Path
 
 from . import hostvulkan, sandbox
 from .machine import StartCommand
+from .profile import ARCHES
 from .provision import Components
 
 # INFO: something a reader should know that is nothing to fix (an accelerator that cannot apply
@@ -79,9 +80,13 @@ def host_page_size() -> int:
 def kernel_checks(c: Components, accel: str) -> list[Check]:
     k = c.kernel
     size = f"{k.page_size // 1024}K pages" if k.page_size else "page size unspecified in the header"
-    checks = [Check("kernel image", OK, f"{k.path}: arm64 Image{' (gzip)' if k.compressed else ''}, {size}")]
+    image = ARCHES[k.arch].image
+    checks = [Check("kernel image", OK, f"{k.path}: {image}{' (gzip)' if k.compressed else ''}, {size}")]
     required = c.profile.page_size
-    if accel == "hvf" and k.page_size != 16384:
+    if k.arch != c.profile.guest_arch:
+        checks.append(Check("kernel architecture", FAIL, f"{k.path} is an {image}; profile {c.profile.name}'s guest is {c.profile.guest_arch}",
+                            f"boot a {c.profile.arch.image} (or the profile's pinned kernel: leave --kernel out)"))  # fmt: skip
+    elif accel == "hvf" and k.page_size != 16384:
         checks.append(
             Check(
                 "guest page size",

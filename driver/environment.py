@@ -206,6 +206,8 @@ def _recorded_profile(d: dict) -> Profile:
 
         return manifest.profile(Path(str(d["manifest"])))
     q = d["qemu"]
+    if d["guest_arch"] not in profiles.ARCHES:
+        raise ValueError(f"guest_arch {d['guest_arch']!r} is not one of {', '.join(profiles.ARCHES)}")
     recorded = dict(
         name=str(d["name"]), description="(as recorded by the run)", suite=str(d["suite"]), lock_path=Path("/nonexistent"),
         page_size=int(d["page_size"]), host_packages=(), guest_arch=str(d["guest_arch"]), guest_packages=(),

@@ -165,8 +165,10 @@ def fingerprint(c: Components, start: StartCommand, cache_dir: Path, scenario=No
             "ring_wake": {"sha256": cache.sha256(start.ring_wake) if start.ring_wake else "off"},
         },
         "machine": {
+            "guest_arch": c.profile.guest_arch,
+            "accel": c.accel,
             "qemu_machine": c.profile.qemu.machine,
-            "cpu": c.profile.qemu.cpu,
+            "cpu": c.profile.qemu.cpu if c.accel == "tcg" else "host",
             "smp": c.profile.qemu.smp,
             "memory": c.profile.qemu.memory,
             "gpu_options": start.gpu_options,

@@ -72,25 +72,46 @@ class StartCommand:
         # Component files bound into the root at the same path (registry.Part.key → host path):
         # qemu (binary), virglrenderer (libvirglrenderer.so.1), render_server, vulkan_icd.
         self.overrides = dict(components.overrides)
-        # Preload the vkr_ring_wake shim into the render server (TCG only; see shims.py).
-        self.ring_wake = self.c.ring_wake if machine.ring_wake and self.accel == "tcg" else None
+        self.ring_wake = None
         # The host's GPU driver (--host-vulkan host), made ready in the run directory.
         self.host_driver = None
         if components.host_driver is not None:
             self.host_driver = hostvulkan.stage(components.host_driver, run_dir, components.host_root)
+        if components.accel == "auto":
+            components.accel = self._choose_accel()
+        # Preload the vkr_ring_wake shim into the render server (TCG only; see shims.py).
+        self.ring_wake = self.c.ring_wake if machine.ring_wake and self.accel == "tcg" else None
+
+    def cpu_for(self, accel: str) -> str:
+        """The guest CPU: the profile's under TCG; a hardware accelerator runs the host's.
+
+        The probes start the same CPU a run does: with nested KVM a host CPU's MSRs can
+        fail to load where QEMU's default CPU starts fine.
+        """
+        return self.c.profile.qemu.cpu if accel == "tcg" else "host"
+
+    def _choose_accel(self) -> str:
+        """KVM where it can run this guest (its architecture is the host's, /dev/kvm opens, QEMU starts with it), else TCG."""
+        from .doctor import accelerator_cannot_apply
+
+        if accelerator_cannot_apply("kvm", self.c.profile.guest_arch) is not None or not os.access("/dev/kvm", os.R_OK | os.W_OK):
+            return "tcg"
+        return "kvm" if self.probe(accel="kvm", device=False).returncode == 0 else "tcg"
 
     # --- the command line -------------------------------------------------------------
     def qemu_argv(self) -> list[str]:
         q = self.c.profile.qemu
+        arch = self.c.profile.arch
         # quiet: the kernel's boot messages cost ~0.25 s on the emulated UART under
         # TCG; errors still reach the console and the guest saves its full dmesg.
-        append = f"console=ttyAMA0 panic=-1 quiet vr.mode={self.mode}"
+        append = f"console={arch.console} panic=-1 quiet vr.mode={self.mode}"
         if self.exchange_in:
             append += f" vr.xchg_in={self.exchange_in}"
         argv = [
             self.qemu_binary,
             "-M", q.machine,
-            "-cpu", q.cpu,
+            *arch.machine_args,
+            "-cpu", self.cpu_for(self.accel),
             "-accel", self.accel,
             "-smp", str(q.smp),
             "-m", q.memory,
@@ -124,7 +145,7 @@ class StartCommand:
         virtio-gpu-gl options, the Venus build and the GL display all work —
         in about 0.1 s, without booting a kernel.
         """
-        argv = [self.qemu_binary, "-M", self.c.profile.qemu.machine, "-accel", accel, "-nodefaults",
+        argv = [self.qemu_binary, "-M", self.c.profile.qemu.machine, "-cpu", self.cpu_for(accel), "-accel", accel, "-nodefaults",
                 "-S", "-monitor", "stdio", "-serial", "none", "-nic", "none"]  # fmt: skip
         if device:
             argv += ["-device", f"virtio-gpu-gl-pci,{self.gpu_options}", "-display", self.display]

@@ -34,6 +34,33 @@ def host_debian_arch() -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class Arch:
+    """What differs between guest architectures, in one place (a profile's ``guest: arch``)."""
+
+    debian: str  # Debian's name: arm64, amd64
+    gnu: str  # the multiarch triplet: library folders (usr/lib/<gnu>), the compiler (<gnu>-gcc)
+    qemu: str  # the system emulator, as the host root has it
+    qemu_package: str  # the Debian package that ships it
+    console: str  # the serial console the kernel writes to (console=)
+    image: str  # what the kernel image is, as errors name it
+    machine: str  # QEMU's machine type, unless a profile names another
+    tcg_cpu: str  # the CPU under TCG, unless a profile names another (KVM and HVF: the host's)
+    # Machine options the guest needs beside the profile's (q35's default VGA would be a
+    # second display; the virt machine has none).
+    machine_args: tuple[str, ...] = ()
+
+
+ARCHES = {
+    # pauth-impdef: QEMU's own pointer-authentication algorithm, not the architected QARMA
+    # (~1 s less TCG boot; the guest cannot tell).
+    "arm64": Arch("arm64", "aarch64-linux-gnu", "/usr/bin/qemu-system-aarch64", "qemu-system-arm", "ttyAMA0", "arm64 Image",
+                  "virt", "max,pauth-impdef=on"),
+    "amd64": Arch("amd64", "x86_64-linux-gnu", "/usr/bin/qemu-system-x86_64", "qemu-system-x86", "ttyS0", "x86 bzImage",
+                  "q35", "max", ("-vga", "none")),
+}  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
 class QemuOptions:
     machine: str
     cpu: str
@@ -71,6 +98,11 @@ class Profile:
     gpu_renderer: tuple[str, tuple[str, ...]] | None = None
     # The profile file (None: the nix profile).
     path: Path | None = None
+
+    @property
+    def arch(self) -> Arch:
+        """The guest architecture's facts (ARCHES)."""
+        return ARCHES[self.guest_arch]
 
     @property
     def ref(self) -> str:
@@ -244,6 +276,7 @@ def load(name_or_path: str) -> Profile:
     tools = _require(doc, "tools", dict, where) if doc.get("tools") is not None else {}
     gpu = _require(doc, "gpu_renderer", dict, where) if doc.get("gpu_renderer") is not None else None
     tools, tool_targets = _tools(tools, where)
+    guest_arch = _guest_arch(guest, f"{where}: guest")
     if not all(isinstance(k, str) and isinstance(v, str) and v for k, v in kernels.items()):
         raise UsageError(f"{where}: field 'kernels' must map flavours to package names")
     if default_kernel not in kernels:
@@ -255,15 +288,15 @@ def load(name_or_path: str) -> Profile:
         lock_path=_lock_path(path, _lock_name(doc, where)),
         page_size=_require(doc, "page_size", int, where),
         host_packages=_names(host, "packages", f"{where}: host"),
-        guest_arch=_require(guest, "arch", str, f"{where}: guest"),
+        guest_arch=guest_arch,
         guest_packages=_names(guest, "packages", f"{where}: guest"),
         guest_drop=_names(guest, "drop", f"{where}: guest", default=[]),
         kernels=dict(kernels),
         default_kernel=default_kernel,
         guest_modules=_names(doc, "guest_modules", where),
         qemu=QemuOptions(
-            machine=_optional(qemu, "machine", (str,), "virt", f"{where}: qemu"),
-            cpu=_optional(qemu, "cpu", (str,), "max", f"{where}: qemu"),
+            machine=_optional(qemu, "machine", (str,), ARCHES[guest_arch].machine, f"{where}: qemu"),
+            cpu=_optional(qemu, "cpu", (str,), ARCHES[guest_arch].tcg_cpu, f"{where}: qemu"),
             smp=_smp(qemu, f"{where}: qemu"),
             memory=_optional(qemu, "memory", (str,), "2G", f"{where}: qemu"),
             hostmem=_optional(qemu, "hostmem", (str,), "1G", f"{where}: qemu"),
@@ -287,6 +320,13 @@ def _plain_name(doc: dict, where: str) -> str:
     if not PLAIN_NAME.fullmatch(name):
         raise UsageError(f"{where}: field 'name' must be a plain word (letters, digits, . _ + -; at most 100)")
     return name
+
+
+def _guest_arch(guest: dict, where: str) -> str:
+    arch = _require(guest, "arch", str, where)
+    if arch not in ARCHES:
+        raise UsageError(f"{where}: field 'arch' must be a guest architecture venus-repro knows ({', '.join(ARCHES)}), not {arch!r}")
+    return arch
 
 
 def _smp(qemu: dict, where: str) -> int:

@@ -74,8 +74,8 @@ class ComponentSpec:
 COMPONENTS: tuple[ComponentSpec, ...] = (
     ComponentSpec(
         "qemu", "host QEMU", "host", "host", ("qemu",), (PROFILE, SUITE, BUILD, PATH, MANIFEST),
-        parts=(Part("binary", "--qemu", "a qemu-system-aarch64 binary"),), build="qemu",
-        version_packages=("qemu-system-arm",),
+        parts=(Part("binary", "--qemu", "a qemu-system-aarch64 (or, for an amd64 guest, qemu-system-x86_64) binary"),), build="qemu",
+        version_packages=("qemu-system-arm", "qemu-system-x86"),
     ),
     ComponentSpec(
         "virglrenderer", "host virglrenderer and render server", "host", "host", ("virglrenderer",),
@@ -91,7 +91,7 @@ COMPONENTS: tuple[ComponentSpec, ...] = (
     ComponentSpec("host_base", "host userland", "host", "host", None, (PROFILE, SUITE, MANIFEST), version_packages=("libc6",)),
     ComponentSpec(
         "guest_kernel", "guest kernel", "guest", "kernel", None, (PROFILE, SUITE, PATH, MANIFEST),
-        parts=(Part("image", "--kernel", "an arm64 kernel Image (virtio-gpu built in)"),),
+        parts=(Part("image", "--kernel", "a kernel image for the guest (an arm64 Image or an x86 bzImage; virtio-gpu built in)"),),
     ),
     ComponentSpec(
         "guest_mesa", "guest Mesa (the Venus ICD)", "guest", "guest", ("mesa",), (PROFILE, SUITE, BUILD, MANIFEST),

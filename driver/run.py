@@ -185,7 +185,6 @@ def _provision(opts: RunOptions, run_dir: Path, result: RunResult, timings: dict
     result.lock_sha256 = c.lock_digest
     result.components = component_results(c, env)
     result.kernel = KernelResult(c.kernel_flavour, c.kernel_release, str(c.kernel.path), c.kernel.page_size)
-    result.accel = c.accel
     return c, env
 
 
@@ -272,6 +271,7 @@ def _execute(opts: RunOptions, run_dir: Path, result: RunResult, timings: dict) 
     sc = opts.scenario
     c, env = _provision(opts, run_dir, result, timings)
     start = StartCommand(c, run_dir, machine=env.machine)
+    result.accel = c.accel  # as the start command chose it (auto: KVM where it can run the guest)
     result.ring_wake = start.ring_wake is not None
     fp = fingerprint.fingerprint(c, start, cache_dir(), sc, env)
     _write_fingerprint(run_dir, fp, result)

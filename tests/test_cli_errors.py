@@ -9,7 +9,7 @@ from conftest import venus_repro
     "args,message",
     [
         (["run", "--kernel", "/nonexistent/Image"], "kernel image /nonexistent/Image does not exist"),
-        (["run", "--kernel", "/etc/hostname"], "is not an arm64 Linux Image"),
+        (["run", "--kernel", "/etc/hostname"], "is not a Linux kernel image"),
         (["run", "--profile", "no-such-profile"], "unknown profile 'no-such-profile'"),
         (["run", "--demo", "no-such-demo"], "unknown demo 'no-such-demo'"),
         (["run", "--kernel-flavour", "64k"], "unknown kernel flavour '64k'"),

@@ -95,3 +95,18 @@ def test_the_accelerator_the_run_uses_fails_when_it_cannot_apply(monkeypatch):
 def test_info_is_a_status_of_its_own():
     ch = doctor.Check("accelerator kvm", doctor.INFO, "not applicable: …")
     assert ch.as_dict() == {"name": "accelerator kvm", "status": "info", "detail": "not applicable: …", "fix": ""}
+
+
+def test_a_kernel_of_another_architecture_fails_preflight_naming_both(tmp_path):
+    """An arm64 Image given to the amd64 profile (or a bzImage to an arm64 one) cannot boot: one FAIL that says so."""
+    from types import SimpleNamespace
+
+    from venus_repro import profile
+    from venus_repro.provision.kernel import ImageInfo
+
+    k = ImageInfo(tmp_path / "Image", 16384, False, 1 << 24, False, "arm64")
+    checks = doctor.kernel_checks(SimpleNamespace(kernel=k, profile=profile.load("debian-trixie-amd64")), "tcg")
+    (bad,) = [c for c in checks if c.status == doctor.FAIL]
+    assert bad.name == "kernel architecture" and "arm64 Image" in bad.detail and "amd64" in bad.detail and "x86 bzImage" in bad.fix
+    ok = doctor.kernel_checks(SimpleNamespace(kernel=k, profile=profile.load("debian-trixie")), "tcg")
+    assert not [c for c in ok if c.status == doctor.FAIL]

@@ -1,4 +1,4 @@
-"""The arm64 Image header parser and module dependency order."""
+"""The kernel image header parser (arm64 Image, x86 bzImage) and module dependency order."""
 
 import gzip
 import struct
@@ -35,7 +35,32 @@ def test_gzip_compressed_image(tmp_path):
 def test_not_an_arm64_image(tmp_path):
     path = tmp_path / "bzImage"
     path.write_bytes(image(0xC, magic=b"HdrS"))
-    with pytest.raises(UsageError, match="not an arm64 Linux Image"):
+    with pytest.raises(UsageError, match="not a Linux kernel image"):
+        kernel.read_image(path)
+
+
+def bzimage(magic: bytes = b"HdrS", signature: bytes = b"\x55\xaa") -> bytes:
+    """An x86 boot sector as Documentation/arch/x86/boot.rst lays it out: 0x1FE boot flag, 0x202 header magic."""
+    head = bytearray(0x400)
+    head[0x1FE:0x200] = signature
+    head[0x202:0x206] = magic
+    struct.pack_into("<H", head, 0x206, 0x020F)  # boot protocol 2.15
+    return bytes(head)
+
+
+def test_an_x86_bzimage_is_an_amd64_kernel_with_4k_pages(tmp_path):
+    path = tmp_path / "vmlinuz"
+    path.write_bytes(bzimage())
+    info = kernel.read_image(path)
+    assert (info.arch, info.page_size, info.compressed) == ("amd64", 4096, False)
+    assert kernel.read_image(tmp_path.joinpath("a").with_name("vmlinuz")).arch == "amd64"
+
+
+@pytest.mark.parametrize("data", [bzimage(magic=b"HdrT"), bzimage(signature=b"\0\0"), bzimage()[:0x203]])
+def test_an_x86_boot_sector_without_the_header_is_no_kernel(tmp_path, data):
+    path = tmp_path / "vmlinuz"
+    path.write_bytes(data)
+    with pytest.raises(UsageError, match="not a Linux kernel image"):
         kernel.read_image(path)
 
 

@@ -94,3 +94,21 @@ def test_a_mixed_root_that_cannot_run_is_one_error_before_the_boot(provisioned, 
     # The file, the library it needs, the package that ships the file (forky) and the root's (or none).
     assert re.search(r"needs lib\S+\.so\S*", error) and "(forky)" in error, error
     assert not (tmp_path / "run/console.log").exists()
+
+
+def test_an_amd64_guest_passes_the_demos_on_its_own_4k_kernel(provisioned, tmp_path, no_leftovers):
+    """The amd64 profile: Debian's amd64 kernel (a bzImage, 4K pages) and guest, the demos built for x86-64.
+
+    KVM where it can run the guest, else TCG: here /dev/kvm may open yet fail to start a
+    host CPU (nested virtualization), which the accelerator probe must see.
+    """
+    code, result, _ = _run("--profile", "debian-trixie-amd64", "--run-dir", str(tmp_path / "run"))
+    assert code == 0, [c for c in result["checks"] if not c["ok"]]
+    _frames_equal_the_hosts(result)
+    assert result["guest"]["page_size"] == 4096 and result["guest"]["kernel_release"].endswith("-amd64"), result["guest"]
+    assert result["accel"] in ("kvm", "tcg")
+    fp = json.loads((tmp_path / "run/fingerprint.json").read_text())
+    assert (fp["machine"]["guest_arch"], fp["machine"]["accel"], fp["machine"]["qemu_machine"]) == ("amd64", result["accel"], "q35")
+    cmdline = (tmp_path / "run/qemu-cmdline.txt").read_text()
+    assert "qemu-system-x86_64 -M q35" in cmdline and "console=ttyS0" in cmdline
+    assert f"-accel {result['accel']}" in cmdline and ("-cpu host" in cmdline) == (result["accel"] == "kvm")

@@ -42,7 +42,6 @@ from .lock import Lock, set_digest
 from .store import DebStore
 
 GUEST_MODULE_DIR = "lib/venus-repro/modules"
-_GNU_ARCH = {"amd64": "x86_64", "arm64": "aarch64"}
 # Where a guest Mesa build's files go in the guest (Debian's own paths, so they replace its package's).
 GUEST_ICD_DIR = "usr/share/vulkan/icd.d"
 
@@ -177,11 +176,11 @@ class Provisioner:
         final = self.cache / "demos" / f"build-{key}"
         if sysroot.reuse(final):
             return final
-        libdir = f"usr/lib/{_GNU_ARCH[self.profile.guest_arch]}-linux-gnu"
-        with log.nested("building the demos (host and aarch64)"):
+        gnu = self.profile.arch.gnu
+        with log.nested(f"building the demos (host and {gnu})"):
             # The sandbox binds the output at the same path inside the root, so
             # build straight into a temporary directory that is renamed at the end.
-            return sysroot.build_once(final, lambda tmp: demos.build(host_root, guest_root, libdir, tmp))
+            return sysroot.build_once(final, lambda tmp: demos.build(host_root, guest_root, gnu, tmp))
 
     def ring_wake(self, host_root: Path) -> Path:
         """The vkr_ring_wake shim, built once per host root and shim source."""

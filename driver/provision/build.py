@@ -44,12 +44,12 @@ from typing import Callable, ClassVar
 
 from .. import log, sandbox
 from ..errors import ProvisionError, UsageError
+from ..profile import ARCHES
 from . import Provisioner, sysroot
 from .lock import set_digest
 from .store import sha256_file
 
 _TARBALLS = (".tar.gz", ".tgz", ".tar.xz", ".tar.bz2", ".tar")
-_GNU = {"arm64": "aarch64-linux-gnu", "amd64": "x86_64-linux-gnu"}
 BUILD_JSON = "build.json"
 q = shlex.quote
 
@@ -450,7 +450,7 @@ def build_mesa(provisioner: Provisioner, source: Path, options: tuple[str, ...] 
     """Build (once) Mesa's Venus ICD from ``source`` for the guest's architecture; the cached product."""
     profile = provisioner.profile
     arch = profile.tool_targets.get("mesa-build", (profile.guest_arch,))[0]
-    final, info = build(provisioner, _mesa_recipe(_GNU[arch]), source, options, workspace)
+    final, info = build(provisioner, _mesa_recipe(ARCHES[arch].gnu), source, options, workspace)
     library = final / info.get("guest_library", "").lstrip("/")
     if not info or not library.is_file() or not (final / ICD_JSON).is_file():
         raise ProvisionError(f"{final}: the build has no {ICD_LIBRARY} or {ICD_JSON}")

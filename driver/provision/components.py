@@ -10,7 +10,6 @@ from ..profile import Profile
 from .kernel import ImageInfo
 
 LVP_ICD = "/usr/share/vulkan/icd.d/lvp_icd.json"
-QEMU = "/usr/bin/qemu-system-aarch64"
 RENDER_SERVER = "/usr/libexec/virgl_render_server"
 
 
@@ -36,7 +35,7 @@ class Components:
     demo_bin: Path | None  # host builds of the demos (the reference frames); None: no reference
     versions: dict[str, str]  # registry component → version
     ring_wake: Path | None = None  # the vkr_ring_wake shim for the render server (see driver/shims.py)
-    qemu: str = QEMU
+    qemu: str = ""  # "": the guest architecture's system emulator in the host root (profile.ARCHES)
     render_server: str = RENDER_SERVER
     vulkan_icd: str = LVP_ICD
     virglrenderer: str | None = None  # libvirglrenderer.so.1 (QEMU's GL module links it)
@@ -44,7 +43,7 @@ class Components:
     # The EGL vendor file for QEMU's GL display (__EGL_VENDOR_LIBRARY_FILENAMES);
     # None: libglvnd's default search path (the Debian root's /usr/share/glvnd).
     egl_vendor: str | None = None
-    accel: str = "tcg"
+    accel: str = "auto"  # auto: KVM where it can run the guest, else TCG (machine.StartCommand decides)
     display: str = "sdl,gl=on"
     # --host-vulkan host: the host's own GPU driver, bound into the root (hostvulkan.py);
     # None: the root's lavapipe (vulkan_icd).
@@ -55,6 +54,9 @@ class Components:
     origins: dict[str, tuple[str, str | None]] = dataclasses.field(default_factory=dict)
     # registry component → the build it came from (provision/build.py), as recorded.
     builds: dict[str, dict] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.qemu = self.qemu or self.profile.arch.qemu
 
     def inside(self, path: str | Path) -> Path:
         """The host path of ``path`` as seen inside the host root."""

@@ -1,10 +1,13 @@
-"""The guest kernel: what an arm64 Image says about itself, and its modules.
+"""The guest kernel: what its image says about itself, and its modules.
 
 The arm64 boot protocol (Documentation/arch/arm64/booting.rst) puts a 64-byte
 header at the start of every Image: the magic ``ARM\\x64`` at offset 56 and
 64-bit little-endian flags at offset 24 — bit 0 big-endian, bits 1–2 the page
 size (1 = 4K, 2 = 16K, 3 = 64K). Reading it is how venus-repro refuses to boot
 the wrong kernel instead of finding out from a Vulkan error.
+
+An x86 bzImage (Documentation/arch/x86/boot.rst) has the magic ``HdrS`` at
+offset 0x202 and the boot protocol version after it; x86-64 pages are 4K.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from ..errors import ProvisionError, UsageError
 
 ARM64_MAGIC = b"ARM\x64"
 PAGE_SIZES = {1: 4096, 2: 16384, 3: 65536}
+BZIMAGE_MAGIC = b"HdrS"  # at 0x202 of an x86 boot sector
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +33,7 @@ class ImageInfo:
     big_endian: bool
     image_size: int
     compressed: bool
+    arch: str = "arm64"  # the Debian architecture it boots (profile.ARCHES)
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -37,21 +42,24 @@ class ImageInfo:
 
 
 def read_image(path: Path) -> ImageInfo:
-    """Parse the arm64 Image header of ``path`` (plain or gzip-compressed)."""
+    """Parse the header of ``path``: an arm64 Image (plain or gzip-compressed) or an x86 bzImage."""
     if not path.exists():
         raise UsageError(f"kernel image {path} does not exist")
     if not path.is_file():
         raise UsageError(f"kernel image {path} is not a file")
     with open(path, "rb") as f:
-        head = f.read(64)
+        head = f.read(0x210)
+    if len(head) >= 0x206 and head[0x202:0x206] == BZIMAGE_MAGIC and head[0x1FE:0x200] == b"\x55\xaa":
+        return ImageInfo(path=path, page_size=4096, big_endian=False, image_size=path.stat().st_size, compressed=False, arch="amd64")
+    head = head[:64]
     compressed = head[:2] == b"\x1f\x8b"
     if compressed:
         with gzip.open(path, "rb") as f:
             head = f.read(64)
     if len(head) < 64 or head[56:60] != ARM64_MAGIC:
         raise UsageError(
-            f"{path} is not an arm64 Linux Image (no 'ARM\\x64' magic at offset 56); "
-            "pass the guest kernel's Image/vmlinuz"
+            f"{path} is not a Linux kernel image (neither an arm64 Image: 'ARM\\x64' at offset 56, "
+            "nor an x86 bzImage: 'HdrS' at 0x202); pass the guest kernel's Image/vmlinuz"
         )
     _text_offset, image_size, flags = struct.unpack_from("<QQQ", head, 8)
     return ImageInfo(
@@ -140,7 +148,7 @@ def modules_in_load_order(modules_dir: Path, wanted: tuple[str, ...]) -> list[Pa
 
 
 def is_image(path: Path) -> bool:
-    """Whether ``path`` is an arm64 Image (plain or gzip), by its header, not its name."""
+    """Whether ``path`` is a kernel image (read_image), by its header, not its name."""
     try:
         read_image(path)
         return True
@@ -160,7 +168,7 @@ def find_in(unpacked: Path) -> tuple[Path, Path]:
                   and p.stat().st_size > 1 << 20 and ("vmlinu" in p.name or p.name.startswith("Image")) and is_image(p)]  # fmt: skip
     if len(candidates) != 1:
         found = ", ".join(str(p.relative_to(unpacked)) for p in candidates) or "none"
-        raise ProvisionError(f"the kernel packages hold {len(candidates)} arm64 Images ({found}); expected one")
+        raise ProvisionError(f"the kernel packages hold {len(candidates)} kernel images ({found}); expected one")
     folders = sorted({p.parent for p in unpacked.rglob("modules.order")})
     if len(folders) != 1:
         raise ProvisionError(f"the kernel packages hold {len(folders)} module folders (modules.order); expected one")

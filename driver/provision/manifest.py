@@ -10,8 +10,9 @@ same ``Components`` the Debian profile provisions, so the rest of the driver
 Keys (format 1): ``qemu``, ``render_server``, ``vulkan_icd``, ``virglrenderer``,
 ``vulkaninfo`` and ``egl_vendor`` are paths as seen inside ``root`` (default ``/``: store paths
 are self-contained); ``kernel``, ``initramfs``, ``host_demos`` (or null) and
-``ring_wake`` (or null) are host paths. ``page_size``, ``accel`` (hvf, kvm or
-tcg), ``system`` and ``versions`` describe them. Optional: ``smp`` (default 2)
+``ring_wake`` (or null) are host paths. ``page_size``, ``accel`` (hvf, kvm, tcg,
+or auto: KVM where it can run the guest), ``system`` and ``versions`` describe them.
+Optional: ``guest_arch`` (arm64 or amd64; default arm64), ``smp`` (default 2)
 is the guest's CPU count, ``hostmem`` (default 1G) the size of virtio-gpu's
 host-visible region, ``display`` (default ``sdl,gl=on``) QEMU's -display.
 """
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from .. import registry
 from ..errors import UsageError, read_limited, shown
-from ..profile import NIX, Profile, QemuOptions
+from ..profile import ARCHES, NIX, Profile, QemuOptions
 from . import kernel
 from .components import Components
 
@@ -38,7 +39,7 @@ _INSIDE = ("qemu", "render_server", "vulkan_icd")
 _OPTIONAL_INSIDE = ("virglrenderer", "vulkaninfo", "egl_vendor")
 _HOST = ("kernel", "initramfs")
 _OPTIONAL_HOST = ("host_demos", "ring_wake")
-_ACCELS = ("hvf", "kvm", "tcg")
+_ACCELS = ("hvf", "kvm", "tcg", "auto")  # auto: KVM where it can run the guest, else TCG (machine.StartCommand)
 _SYSTEMS = {("Darwin", "arm64"): "aarch64-darwin", ("Linux", "aarch64"): "aarch64-linux", ("Linux", "x86_64"): "x86_64-linux"}
 
 
@@ -68,6 +69,8 @@ def validate(doc, where: str) -> None:
         raise UsageError(f"{where}: field 'hostmem' must be a size such as 256M or 1G")
     if doc.get("accel") not in _ACCELS:
         raise UsageError(f"{where}: field 'accel' must be one of {', '.join(_ACCELS)}")
+    if doc.get("guest_arch") is not None and doc["guest_arch"] not in ARCHES:
+        raise UsageError(f"{where}: field 'guest_arch' must be one of {', '.join(ARCHES)}")
     if doc.get("system") is not None and not isinstance(doc["system"], str):
         raise UsageError(f"{where}: field 'system' must be a Nix system name such as x86_64-linux")
     versions = doc.get("versions")
@@ -130,7 +133,7 @@ def profile(manifest: Path | None) -> Profile:
         )
     doc = read(manifest)
     flavour = f"{doc['page_size'] // 1024}k"
-    tcg = doc["accel"] == "tcg"
+    arch = ARCHES[doc.get("guest_arch") or "arm64"]
     return Profile(
         name=NIX,
         description=f"components from the Nix flake ({manifest})",
@@ -138,14 +141,14 @@ def profile(manifest: Path | None) -> Profile:
         lock_path=Path(manifest).resolve(),
         page_size=doc["page_size"],
         host_packages=(),
-        guest_arch="arm64",
+        guest_arch=arch.debian,
         guest_packages=(),
         guest_drop=(),
         kernels={flavour: doc["kernel"]},
         default_kernel=flavour,
         guest_modules=(),
-        # pauth-impdef is a TCG speed-up; with HVF/KVM the CPU is the host's.
-        qemu=QemuOptions(machine="virt", cpu="max,pauth-impdef=on" if tcg else "host", smp=doc.get("smp") or 2, memory="2G", hostmem=doc.get("hostmem") or "1G"),
+        # The CPU: the architecture's under TCG; with HVF/KVM the host's (machine.StartCommand).
+        qemu=QemuOptions(machine=arch.machine, cpu=arch.tcg_cpu, smp=doc.get("smp") or 2, memory="2G", hostmem=doc.get("hostmem") or "1G"),
         manifest=Path(manifest).resolve(),
     )
 
